@@ -1,0 +1,106 @@
+# Breakwater's one test command is `make test`. It installs redis-server when
+# it is missing, checks formatting, vets and lints both modules, runs the
+# library's tests against real Redis and the fleet tests (cluster_test/)
+# against Redis in Docker, and builds the examples.
+#
+# Developers without Docker: make test BREAKWATER_REQUIRE_DOCKER=0
+# (the fleet tests then skip instead of failing).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+# Go lives in /usr/local/go on fresh machines; use it when go is not on PATH.
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+
+GO ?= go
+# staticcheck 2025.1.1 (module version v0.6.1); it handles Go 1.26 code.
+STATICCHECK_VERSION ?= v0.6.1
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# 1: a missing redis-server or Docker engine fails the tests instead of
+# skipping them. Override on the command line, e.g. BREAKWATER_REQUIRE_DOCKER=0.
+BREAKWATER_REQUIRE_REDIS ?= 1
+BREAKWATER_REQUIRE_DOCKER ?= 1
+
+TEST_FLAGS ?= -race -count=1 -timeout 5m
+BENCH_FLAGS ?= -benchtime 1s
+
+# The modules of the repository: the library and the fleet tests.
+MODULES := . cluster_test
+
+.PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
+	bench install-redis redis-rootfs fleet-bin
+
+## test: the project's one test command (what CI runs).
+test: install-redis lint test-root test-cluster examples
+
+## lint: gofmt check, go vet and staticcheck on both modules.
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@files=$$(gofmt -l .); \
+	if [[ -n "$$files" ]]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; \
+		echo "$$files"; \
+		exit 1; \
+	fi
+
+vet:
+	@for m in $(MODULES); do \
+		echo "go vet: $$m"; \
+		(cd $$m && $(GO) vet ./...); \
+	done
+
+staticcheck:
+	@for m in $(MODULES); do \
+		echo "staticcheck $(STATICCHECK_VERSION): $$m"; \
+		(cd $$m && $(STATICCHECK) ./...); \
+	done
+
+## test-root: the library's tests, against real redis-server child processes.
+test-root: install-redis
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+		$(GO) test $(TEST_FLAGS) ./...
+
+## test-cluster: the fleet tests, against Redis in Docker (testcontainers-go).
+test-cluster: install-redis
+	cd cluster_test && \
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+	BREAKWATER_REQUIRE_DOCKER=$(BREAKWATER_REQUIRE_DOCKER) \
+	TESTCONTAINERS_RYUK_DISABLED=true \
+		$(GO) test $(TEST_FLAGS) ./...
+
+## examples: build the examples (when there are any).
+examples:
+	@if [[ -d examples ]]; then \
+		echo "go build ./examples/..."; \
+		$(GO) build ./examples/...; \
+	else \
+		echo "examples: none yet"; \
+	fi
+
+## bench: the benchmarks, against real Redis.
+bench: install-redis
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+		$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./...
+
+## install-redis: apt-get install redis-server unless it is on PATH.
+install-redis:
+	@if command -v redis-server >/dev/null 2>&1; then exit 0; fi; \
+	echo "redis-server not found on PATH: installing it with apt-get"; \
+	sudo=; if [[ "$$(id -u)" -ne 0 ]]; then sudo=sudo; fi; \
+	$$sudo apt-get update; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	command -v redis-server >/dev/null || { echo "redis-server still not on PATH after apt-get install"; exit 1; }
+
+## redis-rootfs: prepare deploy/redis for `docker compose build redis`.
+redis-rootfs: install-redis
+	scripts/redis-rootfs.sh deploy/redis
+
+## fleet-bin: the static binary of ./examples/fleet for deploy/fleet.
+fleet-bin:
+	@[[ -d examples/fleet ]] || { echo "fleet-bin: examples/fleet does not exist yet"; exit 1; }
+	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/fleet/fleet ./examples/fleet

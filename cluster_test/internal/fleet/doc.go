@@ -1,0 +1,19 @@
+// Package fleet runs Redis in Docker containers for fleet tests, through
+// testcontainers-go, so that a test can cut Redis off the way production
+// loses it: stopped, paused (every call hangs) or disconnected from its
+// network.
+//
+// No image is pulled. The Redis image is built locally, once per test
+// binary, from the host's own redis-server: scripts/redis-rootfs.sh copies
+// the binary, the libraries ldd lists and the dynamic loader into a build
+// context, and deploy/redis/Dockerfile (FROM scratch) packs them. The same
+// files build the redis service of docker-compose.yml.
+//
+// Ryuk, testcontainers' reaper, needs an image that cannot be pulled here,
+// so it must be off: TESTCONTAINERS_RYUK_DISABLED=true. The package sets it
+// when it is unset and fails a test that runs with any other value.
+// Containers and networks are removed by the test's cleanup instead.
+//
+// When no Docker engine answers, StartRedis skips the test, or fails it when
+// BREAKWATER_REQUIRE_DOCKER is "1" (as `make test` sets it).
+package fleet
