@@ -1,0 +1,57 @@
+package breaker
+
+import "time"
+
+// EventKind tells what an Event reports.
+type EventKind int
+
+const (
+	// StateChanged: the shared state changed, by this instance or another.
+	StateChanged EventKind = iota
+	// StoreUnavailable: the store could not be reached; the breaker now
+	// decides locally as Fallback says.
+	StoreUnavailable
+	// StoreRecovered: the store answers again; the breaker follows the
+	// shared state again.
+	StoreRecovered
+)
+
+var eventKindNames = [...]string{"state-changed", "store-unavailable", "store-recovered"}
+
+// String returns the kind's name.
+func (k EventKind) String() string {
+	if k < 0 || int(k) >= len(eventKindNames) {
+		return "EventKind(?)"
+	}
+	return eventKindNames[k]
+}
+
+// Event is what a breaker tells its listeners. Every instance's listeners
+// hear every transition of the shared state once, whichever instance caused
+// it. An instance that missed announcements (cut off from the store) hears
+// only the last transition it missed: From and To are always a transition
+// the store recorded.
+type Event struct {
+	Kind       EventKind
+	Name       string
+	From, To   State
+	Generation int64
+	// Reason is why the transition happened: "consecutive_failures",
+	// "failure_rate", "slow_call_rate", "open_timeout", "probe_failed",
+	// "probes_succeeded", "forced_open", "forced_close", "disabled", "reset".
+	Reason string
+	Counts Counts
+	// NextProbeIn is how long until the next probe, when To is Open.
+	NextProbeIn time.Duration
+	// Instance caused the transition; Local is set when that is this one.
+	Instance string
+	Local    bool
+	// Err is the store's error (StoreUnavailable).
+	Err error
+	// Fallback is how the breaker decides while the store is away.
+	Fallback Fallback
+	// Unreported is how many outcomes this instance could not report to the
+	// store while it was away (StoreRecovered); they were counted by the
+	// local fallback only.
+	Unreported uint64
+}

@@ -1,0 +1,45 @@
+-- force.lua: an operator's command for the whole fleet.
+--   open    hold the breaker open (forced_open) until closed or reset
+--   close   close it, clearing its counts
+--   disable let every call through and trip on nothing (disabled)
+--   reset   start afresh: clear counts, totals, windows and leases; closed.
+--           Reset also repairs keys that hold data this layout does not know.
+-- A command that finds the breaker already in its target state changes
+-- nothing (no new generation, no announcement), except reset.
+--
+-- KEYS, common ARGV and reply: see lib.lua.
+-- ARGV[19] the command. Verdict: "ok".
+
+local action = ARGV[19]
+local perr = load_params()
+if perr then return redis.error_reply(perr) end
+
+if action == 'reset' then
+  local ok, g = pcall(redis.call, 'HGET', K_STATE, 'gen')
+  local ok2, s = pcall(redis.call, 'HGET', K_STATE, 'st')
+  local old = (ok and tonumber(g)) or 0
+  redis.call('DEL', K_STATE, K_WIN, K_INST, K_LEASE)
+  fresh(math.max(NOW, old + 1) - 1)
+  if ok2 and s and STATES[s] then ST.st = s end
+  local _ = load_window()
+  transition('closed', 'reset')
+  save()
+  return reply('ok', 0, '')
+end
+
+local err = load_state() or load_window()
+if err then return redis.error_reply(err) end
+redis.call('ZCARD', K_INST)
+redis.call('ZCARD', K_LEASE)
+
+local targets = {open = 'forced_open', close = 'closed', disable = 'disabled'}
+local reasons = {open = 'forced_open', close = 'forced_close', disable = 'disabled'}
+local to = targets[action]
+if to == nil then
+  return redis.error_reply('BWARGS unknown force command ' .. tostring(action))
+end
+if ST.st ~= to then
+  transition(to, reasons[action])
+end
+save()
+return reply('ok', 0, '')

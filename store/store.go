@@ -1,0 +1,413 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/lua"
+)
+
+var (
+	// ErrUnavailable is matched by errors of a Redis that cannot be reached,
+	// is too slow, or is not serving (loading, cluster down), and by the fast
+	// failures of the cooldown that follows.
+	ErrUnavailable = errors.New("store: redis unavailable")
+	// ErrCorrupt is matched by errors of keys that hold data this layout
+	// does not know (another program's, or damaged). breaker.Breaker.Reset
+	// repairs them.
+	ErrCorrupt = errors.New("store: foreign or corrupt data in redis")
+	// ErrProtocol is matched by errors of a reply of an unexpected shape.
+	ErrProtocol = errors.New("store: unexpected reply from redis")
+)
+
+// Options configure a Store. The zero value of every field means its default.
+type Options struct {
+	// Prefix namespaces the keys and the channel, e.g. one per service
+	// (default "breakwater"). It may not contain braces.
+	Prefix string
+	// Timeout bounds every Redis call (default 250ms).
+	Timeout time.Duration
+	// Cooldown is how long the store fails fast after Redis failed to
+	// answer, before it lets one call try again (default 1s).
+	Cooldown time.Duration
+	// IdleExpiry removes a breaker's keys when no instance has used it for
+	// this long (default 24h). It must exceed the longest call a breaker
+	// protects.
+	IdleExpiry time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultPrefix     = "breakwater"
+	DefaultTimeout    = 250 * time.Millisecond
+	DefaultCooldown   = time.Second
+	DefaultIdleExpiry = 24 * time.Hour
+)
+
+// layout is the key layout version, part of every key and of the channel.
+const layout = "v1"
+
+// Store is a breaker.Store on Redis. Make it with New; it is safe for
+// concurrent use and meant to be shared by all breakers of a process.
+type Store struct {
+	client  redis.UniversalClient
+	opts    Options
+	channel string
+	now     func() time.Time
+	health  health
+
+	acquire, record, force, read *redis.Script
+
+	mu       sync.Mutex
+	watchers map[string]map[int]func(int64)
+	nextID   int
+	subStop  context.CancelFunc
+	subDone  chan struct{}
+	pubsub   *redis.PubSub
+	closed   bool
+}
+
+var _ breaker.Store = (*Store)(nil)
+
+// New returns a store keeping breakers in the Redis that client reaches.
+// The store does not own client: Close leaves it open.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("store: New needs a redis client")
+	}
+	switch {
+	case strings.ContainsAny(opts.Prefix, "{} \t\r\n"):
+		return nil, fmt.Errorf("store: Prefix %q: want no braces or white space", opts.Prefix)
+	case opts.Timeout < 0:
+		return nil, fmt.Errorf("store: Timeout %v: want > 0, or 0 for the default", opts.Timeout)
+	case opts.Cooldown < 0:
+		return nil, fmt.Errorf("store: Cooldown %v: want > 0, or 0 for the default", opts.Cooldown)
+	case opts.IdleExpiry < 0 || opts.IdleExpiry > 0 && opts.IdleExpiry < time.Second:
+		return nil, fmt.Errorf("store: IdleExpiry %v: want at least 1s, or 0 for the default", opts.IdleExpiry)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Cooldown == 0 {
+		opts.Cooldown = DefaultCooldown
+	}
+	if opts.IdleExpiry == 0 {
+		opts.IdleExpiry = DefaultIdleExpiry
+	}
+	return &Store{
+		client:   client,
+		opts:     opts,
+		channel:  opts.Prefix + ":" + layout + ":events",
+		now:      time.Now,
+		acquire:  redis.NewScript(lua.Acquire),
+		record:   redis.NewScript(lua.Record),
+		force:    redis.NewScript(lua.Force),
+		read:     redis.NewScript(lua.Read),
+		watchers: map[string]map[int]func(int64){},
+	}, nil
+}
+
+// Channel returns the pub/sub channel on which the store's transitions are announced.
+func (s *Store) Channel() string { return s.channel }
+
+// Keys returns the Redis keys of the named breaker: state, window,
+// troubled instances and probe leases.
+func (s *Store) Keys(name string) []string {
+	tag := "{" + s.opts.Prefix + ":" + name + "}:" + layout + ":"
+	return []string{tag + "state", tag + "win", tag + "inst", tag + "lease"}
+}
+
+// Acquire implements breaker.Store.
+func (s *Store) Acquire(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	return s.run(ctx, "acquire", s.acquire, req, req.Lease)
+}
+
+// Record implements breaker.Store.
+func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	out := make([]byte, len(req.Results))
+	for i, r := range req.Results {
+		switch {
+		case r.Outcome == breaker.Ignored:
+			out[i] = 'I'
+		case r.Outcome == breaker.Failure && r.Slow:
+			out[i] = 'f'
+		case r.Outcome == breaker.Failure:
+			out[i] = 'F'
+		case r.Slow:
+			out[i] = 's'
+		default:
+			out[i] = 'S'
+		}
+	}
+	return s.run(ctx, "record", s.record, req, req.Generation, req.Lease, string(out))
+}
+
+var commands = map[breaker.Command]string{
+	breaker.CommandOpen: "open", breaker.CommandClose: "close",
+	breaker.CommandDisable: "disable", breaker.CommandReset: "reset",
+}
+
+// Force implements breaker.Store.
+func (s *Store) Force(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	c, ok := commands[req.Command]
+	if !ok {
+		return breaker.Reply{}, fmt.Errorf("store: breaker %q: unknown command %d", req.Name, req.Command)
+	}
+	return s.run(ctx, "force", s.force, req, c)
+}
+
+// Read implements breaker.Store.
+func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	return s.run(ctx, "read", s.read, req)
+}
+
+func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
+
+// args returns the ARGV every script shares (lib.lua), then extra.
+func (s *Store) args(req breaker.Request, extra ...interface{}) []interface{} {
+	st := req.Settings
+	if st == nil {
+		st = &breaker.Settings{}
+	}
+	consecutive := st.ConsecutiveFailures
+	if consecutive < 0 {
+		consecutive = 0
+	}
+	random := req.Random
+	if random == 0 {
+		random = rand.Float64()
+	}
+	a := make([]interface{}, 0, 18+len(extra))
+	a = append(a, s.channel, req.Name, req.Instance, ms(s.opts.IdleExpiry),
+		consecutive, st.FailureRate, st.SlowCallRate, st.MinimumCalls,
+		ms(st.Window), st.WindowBuckets, st.Quorum, st.ProbeSuccesses, st.MaxProbes,
+		ms(st.ProbeLease), ms(st.OpenDuration), ms(st.MaxOpenDuration), st.OpenJitter, random)
+	return append(a, extra...)
+}
+
+func (s *Store) run(ctx context.Context, op string, script *redis.Script, req breaker.Request, extra ...interface{}) (breaker.Reply, error) {
+	if err := s.health.enter(s.now()); err != nil {
+		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	res, err := script.Run(cctx, s.client, s.Keys(req.Name), s.args(req, extra...)...).Result()
+	cancel()
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			s.health.abandon()
+			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, ctx.Err())
+		case isOutage(err):
+			s.healthDown(s.now(), err)
+			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w: %w", req.Name, op, ErrUnavailable, err)
+		}
+		s.health.up()
+		if isCorrupt(err) {
+			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w: %w", req.Name, op, ErrCorrupt, err)
+		}
+		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
+	}
+	s.health.up()
+	rep, err := parseReply(res)
+	if err != nil {
+		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
+	}
+	return rep, nil
+}
+
+// isOutage tells a Redis that is away or not serving from one that answered.
+func isOutage(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isCorrupt(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "BWCORRUPT") || strings.Contains(msg, "WRONGTYPE")
+}
+
+var states = map[string]breaker.State{
+	"closed": breaker.Closed, "open": breaker.Open, "half_open": breaker.HalfOpen,
+	"forced_open": breaker.ForcedOpen, "disabled": breaker.Disabled,
+}
+
+var verdicts = map[string]breaker.Verdict{}
+
+func init() {
+	for _, v := range []breaker.Verdict{breaker.VerdictAllow, breaker.VerdictProbe, breaker.VerdictReject,
+		breaker.VerdictCounted, breaker.VerdictStale, breaker.VerdictPartial, breaker.VerdictOK} {
+		verdicts[string(v)] = v
+	}
+}
+
+// replyLen is the number of fields of a script reply (lib.lua).
+const replyLen = 24
+
+// parseReply checks every field of a script's reply.
+func parseReply(res interface{}) (breaker.Reply, error) {
+	a, ok := res.([]interface{})
+	if !ok || len(a) < replyLen {
+		return breaker.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
+	}
+	p := parser{a: a}
+	var r breaker.Reply
+	r.Verdict = p.verdict(0)
+	r.State = p.state(1)
+	r.Generation = p.int(2)
+	r.Wait = time.Duration(p.int(3)) * time.Millisecond
+	r.From = p.state(4)
+	r.Reason = p.str(5)
+	r.By = p.str(6)
+	r.InState = time.Duration(p.int(7)) * time.Millisecond
+	c := &r.Counts
+	c.Successes = p.uint(8)
+	c.Failures = p.uint(9)
+	c.ConsecutiveFailures = p.uint(10)
+	c.ProbeSuccesses = p.uint(11)
+	c.WindowCalls = p.uint(12)
+	c.WindowFailures = p.uint(13)
+	c.WindowSlowCalls = p.uint(14)
+	c.TroubledInstances = p.uint(15)
+	c.TotalSuccesses = p.uint(16)
+	c.TotalFailures = p.uint(17)
+	c.TotalSlowCalls = p.uint(18)
+	c.TotalStale = p.uint(19)
+	r.Lease = p.str(20)
+	r.Changed = p.int(21) == 1
+	c.Trips = p.uint(22)
+	c.PreviousFailures = p.uint(23)
+	if p.err != nil {
+		return breaker.Reply{}, p.err
+	}
+	return r, nil
+}
+
+func lenOf(v interface{}) int {
+	if a, ok := v.([]interface{}); ok {
+		return len(a)
+	}
+	return 0
+}
+
+type parser struct {
+	a   []interface{}
+	err error
+}
+
+func (p *parser) fail(i int, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%w: field %d is %T %v, want %s", ErrProtocol, i+1, p.a[i], p.a[i], want)
+	}
+}
+
+func (p *parser) str(i int) string {
+	s, ok := p.a[i].(string)
+	if !ok {
+		p.fail(i, "a string")
+	}
+	return s
+}
+
+func (p *parser) int(i int) int64 {
+	switch v := p.a[i].(type) {
+	case int64:
+		return v
+	case string: // some proxies turn integers into strings
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err == nil {
+			return n
+		}
+	}
+	p.fail(i, "an integer")
+	return 0
+}
+
+func (p *parser) uint(i int) uint64 {
+	n := p.int(i)
+	if n < 0 {
+		p.fail(i, "a count >= 0")
+		return 0
+	}
+	return uint64(n)
+}
+
+func (p *parser) state(i int) breaker.State {
+	st, ok := states[p.str(i)]
+	if !ok {
+		p.fail(i, "a state")
+	}
+	return st
+}
+
+func (p *parser) verdict(i int) breaker.Verdict {
+	v, ok := verdicts[p.str(i)]
+	if !ok {
+		p.fail(i, "a verdict")
+	}
+	return v
+}
+
+// health is the store's own breaker on Redis: after an outage it fails fast
+// for a cooldown, then lets one call through to try again.
+type health struct {
+	mu        sync.Mutex
+	downUntil time.Time
+	down      bool
+	probing   bool
+	last      error
+}
+
+func (h *health) enter(now time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.down {
+		return nil
+	}
+	if now.Before(h.downUntil) || h.probing {
+		return fmt.Errorf("%w (failing fast after: %v)", ErrUnavailable, h.last)
+	}
+	h.probing = true
+	return nil
+}
+
+func (h *health) up() {
+	h.mu.Lock()
+	h.down, h.probing = false, false
+	h.mu.Unlock()
+}
+
+func (h *health) abandon() {
+	h.mu.Lock()
+	h.probing = false
+	h.mu.Unlock()
+}
+
+func (h *health) downAt(now time.Time, cooldown time.Duration, err error) {
+	h.mu.Lock()
+	h.down, h.probing, h.last = true, false, err
+	h.downUntil = now.Add(cooldown)
+	h.mu.Unlock()
+}
+
+func (s *Store) healthDown(now time.Time, err error) { s.health.downAt(now, s.opts.Cooldown, err) }
