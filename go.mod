@@ -3,13 +3,16 @@ module github.com/breakwater-go/breakwater
 go 1.21
 
 require (
-	github.com/alicebob/miniredis/v2 v2.40.0 // indirect
+	github.com/alicebob/miniredis/v2 v2.40.0
+	github.com/mercari/go-circuitbreaker v0.0.2
+	github.com/redis/go-redis/v9 v9.18.0
+)
+
+require (
 	github.com/benbjohnson/clock v1.3.0 // indirect
 	github.com/cenkalti/backoff/v3 v3.1.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
-	github.com/mercari/go-circuitbreaker v0.0.2 // indirect
-	github.com/redis/go-redis/v9 v9.18.0 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 )
