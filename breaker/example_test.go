@@ -66,7 +66,7 @@ func ExampleBreaker_Allow() {
 		fmt.Println("rejected:", err)
 		return
 	}
-	callErr := error(nil) // ... make the call that cannot be wrapped ...
+	callErr := error(nil)     // ... make the call that cannot be wrapped ...
 	permit.Done(ctx, callErr) // step two: report how it ended
 
 	snap, _ := b.Snapshot(ctx)
