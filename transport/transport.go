@@ -238,12 +238,30 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.MaxAttempts = 1
 	}
 
+	ctx := req.Context()
+	// http.Client cancels requests to RoundTrippers other than its own
+	// through the deprecated Request.Cancel (on Timeout, for one); retrying
+	// must stop then too.
+	//lint:ignore SA1019 http.Client still uses it
+	if reqCancel := req.Cancel; reqCancel != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel() // ends the goroutine below
+		go func() {
+			select {
+			case <-reqCancel:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+
 	var (
 		attempts int
 		prev     *http.Response // the previous attempt's response, not yet returned
 		status   error          // the *retry.StatusError of prev
 	)
-	resp, err := retry.Do(req.Context(), p, func(ctx context.Context) (*http.Response, error) {
+	resp, err := retry.Do(ctx, p, func(ctx context.Context) (*http.Response, error) {
 		attempts++
 		if prev != nil {
 			drain(prev)
@@ -295,8 +313,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		drain(resp)
 	}
+	if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
+		return nil, timeoutError{err}
+	}
 	return nil, err
 }
+
+// timeoutError is the error of a request whose deadline (such as
+// http.Client.Timeout) ended it. Like net/http's own, it says Timeout, so
+// that the *url.Error an http.Client wraps it in does too.
+type timeoutError struct{ error }
+
+func (e timeoutError) Unwrap() error { return e.error }
+
+// Timeout reports true.
+func (e timeoutError) Timeout() bool { return true }
 
 // retriable reports whether req may be sent more than once.
 func (t *Transport) retriable(req *http.Request) bool {
