@@ -11,6 +11,10 @@
 //	{p:name}:v1:inst    zset: instances reporting failures or slow calls
 //	{p:name}:v1:lease   zset: half-open probe leases
 //
+// and for a fleet-wide retry budget (NewRetryBudget) of that name:
+//
+//	{p:retry:name}:v1:win   hash: requests and retries in the sliding window
+//
 // v1 is the layout version: a deploy that changes the layout changes it, so
 // old and new instances never read each other's keys. Every write renews the
 // keys' idle expiry. Transitions are announced on the channel p:v1:events as
