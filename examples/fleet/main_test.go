@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/internal/redistest"
+	"github.com/breakwater-go/breakwater/retry"
+)
+
+// TestSharedBreakerSavesTheDownstream runs the demonstration on both kinds
+// of Redis and compares the requests each fleet sent into the outage.
+// Per-instance breakers must each see threshold failures before they open,
+// and each sends a probe every open period: at least instances × threshold
+// requests in all. The shared breaker opens after threshold failures
+// fleet-wide and sends one probe per open period; what it adds is the
+// requests in flight while the trip spreads, a few tens of ms even on a
+// loaded machine. With 20 instances and a threshold of 5 the shared fleet
+// must send at least 5 times fewer (unloaded runs give 10 to 15 times).
+// miniredis runs one script at a time, a few ms each under the race
+// detector, so it gets a lighter fleet (10 instances, threshold 3) and a
+// ratio of 2, below the 3 to 6 it gives on a loaded machine.
+func TestSharedBreakerSavesTheDownstream(t *testing.T) {
+	tests := []struct {
+		name                 string
+		redis                func(t *testing.T) *redis.Options
+		instances, threshold int
+		interval             time.Duration
+		ratio                int64
+	}{
+		{"miniredis", func(t *testing.T) *redis.Options {
+			return &redis.Options{Addr: miniredis.RunT(t).Addr()}
+		}, 10, 3, 150 * time.Millisecond, 2},
+		{"redis-server", func(t *testing.T) *redis.Options {
+			return &redis.Options{Addr: redistest.Start(t).Addr()}
+		}, 20, 5, 100 * time.Millisecond, 5},
+	}
+	for _, tt := range tests {
+		tt := tt
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config{
+				Instances: tt.instances,
+				Threshold: tt.threshold,
+				Healthy:   200 * time.Millisecond,
+				Outage:    2500 * time.Millisecond,
+				Duration:  3300 * time.Millisecond,
+				Open:      200 * time.Millisecond,
+				Interval:  tt.interval,
+				Attempts:  5,
+				// A loaded test machine must not send the fleet into its
+				// fallback: that is tested elsewhere.
+				StoreTimeout: 2 * time.Second,
+				Redis:        tt.redis(t),
+				RedisName:    tt.name,
+			}
+			var out bytes.Buffer
+			res, err := run(context.Background(), cfg, &out)
+			t.Logf("output:\n%s", out.String())
+			if err != nil {
+				t.Fatalf("run: got error %v, want none", err)
+			}
+			sh, per := res[0], res[1]
+			if sh.Mode != shared || per.Mode != perInstance {
+				t.Fatalf("got modes %v, %v, want shared, then per instance", sh.Mode, per.Mode)
+			}
+			least := int64(cfg.Instances * cfg.Threshold)
+			if per.Failing < least {
+				t.Errorf("per-instance breakers: got %d requests into the outage, want at least %d (%d instances × threshold %d)",
+					per.Failing, least, cfg.Instances, cfg.Threshold)
+			}
+			if sh.Failing < int64(cfg.Threshold) {
+				t.Errorf("shared breaker: got %d requests into the outage, want at least the threshold %d", sh.Failing, cfg.Threshold)
+			}
+			if tt.ratio*sh.Failing > per.Failing {
+				t.Errorf("got %d requests into the outage with the shared breaker and %d with per-instance breakers, want at least %d× fewer (got %.1f×)",
+					sh.Failing, per.Failing, tt.ratio, float64(per.Failing)/float64(max(sh.Failing, 1)))
+			}
+			if sh.Probes < 1 || per.Probes < int64(cfg.Instances) {
+				t.Errorf("got %d probes (shared) and %d (per instance), want at least 1 and %d: every breaker probes before it closes",
+					sh.Probes, per.Probes, cfg.Instances)
+			}
+			if sh.Probes >= per.Probes {
+				t.Errorf("got %d probes with the shared breaker, want fewer than the %d of per-instance breakers", sh.Probes, per.Probes)
+			}
+			for _, r := range res {
+				if !r.Recovered {
+					t.Errorf("%v: not every instance was served again after the outage", r.Mode)
+				}
+				if r.Rejected == 0 {
+					t.Errorf("%v: got no call rejected fast, want some while the breaker was open", r.Mode)
+				}
+			}
+			for _, want := range []string{"Circuit OPEN: 127.0.0.1:", "Testing: 127.0.0.1:", "Recovered: 127.0.0.1:",
+				"Retrying 127.0.0.1:", "instances]", "requests that reached the failing downstream"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	good := config{Instances: 2, Threshold: 1, Outage: time.Second, Duration: 2 * time.Second,
+		Open: time.Second, Interval: time.Second, Attempts: 1}
+	if err := good.validate(); err != nil {
+		t.Fatalf("valid config: got %v, want nil", err)
+	}
+	tests := []struct {
+		name   string
+		change func(*config)
+		want   string
+	}{
+		{"no instances", func(c *config) { c.Instances = 0 }, "-instances 0"},
+		{"too many instances", func(c *config) { c.Instances = 501 }, "-instances 501"},
+		{"no threshold", func(c *config) { c.Threshold = 0 }, "-threshold 0"},
+		{"no attempts", func(c *config) { c.Attempts = 0 }, "-attempts 0"},
+		{"no outage", func(c *config) { c.Outage = 0 }, "-outage 0s"},
+		{"short run", func(c *config) { c.Duration = time.Second }, "-duration 1s"},
+		{"no open duration", func(c *config) { c.Open = 0 }, "-open 0s"},
+		{"no interval", func(c *config) { c.Interval = 0 }, "-interval 0s"},
+	}
+	for _, tt := range tests {
+		c := good
+		tt.change(&c)
+		err := c.validate()
+		if !errors.Is(err, errConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error matching errConfig that names %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestMainErrRejectsBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-instances", "0"}, "-instances 0"},
+		{[]string{"-duration", "1s"}, "-duration 1s"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-bogus"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		err := mainErr(tt.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("mainErr(%q): got %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestFeed checks the feed's lines: one per transition, however many
+// instances report it; retries added up per attempt number; lines in order.
+func TestFeed(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	var out bytes.Buffer
+	f := newFeed(&out, false, "db:5432", 3, true, start)
+
+	f.add(item{kind: noteItem, at: at(0), text: "Downstream db:5432 starts failing"})
+	for i, b := range []time.Duration{10 * time.Millisecond, 40 * time.Millisecond} {
+		f.add(item{kind: retryItem, at: at(10 + i), retry: retry.Event{Attempt: 1, MaxAttempts: 5, WillRetry: true, Backoff: b}})
+	}
+	open := breaker.Event{Kind: breaker.StateChanged, From: breaker.Closed, To: breaker.Open, Generation: 7,
+		Reason: "consecutive_failures", NextProbeIn: time.Second, Counts: breaker.Counts{PreviousFailures: 5}}
+	for i := 0; i < 3; i++ {
+		f.add(item{kind: breakerItem, at: at(20 + i), breaker: open, id: "p", instance: i})
+	}
+	f.add(item{kind: retryItem, at: at(30), retry: retry.Event{Attempt: 1, MaxAttempts: 5, GateRefused: true}})
+	f.add(item{kind: retryItem, at: at(31), retry: retry.Event{Attempt: 2, MaxAttempts: 5, GateRefused: true}})
+
+	f.flush(at(100), false)
+	if got, want := out.String(), "  0.00s  Downstream db:5432 starts failing\n"; got != want {
+		t.Fatalf("at 0.1s: got %q, want only %q: the retries' slot is not over", got, want)
+	}
+	f.flush(at(600), false)
+	f.add(item{kind: breakerItem, at: at(700), breaker: open, id: "p", instance: 2}) // late: already printed
+	f.flush(at(2000), true)
+	want := strings.Join([]string{
+		"  0.00s  Downstream db:5432 starts failing",
+		"  0.01s  Retrying db:5432 (2/5)… 2 calls, backoff 10ms–40ms",
+		"  0.02s  Circuit OPEN: db:5432 blocked after 5 failures; next probe in 1.00s [seen by 3/3 instances]",
+		"  1.00s  Blocked in the last second: 1 call rejected fast, 1 retry called off, nothing sent",
+		"",
+	}, "\n")
+	if got := out.String(); got != want {
+		t.Errorf("got feed\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestFeedPerInstance checks that transitions of separate breakers (one per
+// instance) share a line.
+func TestFeedPerInstance(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	f := newFeed(&out, false, "db:5432", 2, false, start)
+	half := breaker.Event{Kind: breaker.StateChanged, From: breaker.Open, To: breaker.HalfOpen, Generation: 3, Reason: "open_timeout"}
+	f.add(item{kind: breakerItem, at: start, breaker: half, id: "p1", instance: 0})
+	f.add(item{kind: breakerItem, at: start.Add(time.Millisecond), breaker: half, id: "p2", instance: 1})
+	closed := breaker.Event{Kind: breaker.StateChanged, From: breaker.HalfOpen, To: breaker.Closed, Generation: 4, Reason: "probes_succeeded"}
+	f.add(item{kind: breakerItem, at: start.Add(2 * time.Millisecond), breaker: closed, id: "p2", instance: 1})
+	f.flush(start.Add(time.Second), false)
+	want := "  0.00s  Testing: db:5432, 2 probes let through [2 breakers, one per instance]\n" +
+		"  0.00s  Recovered: db:5432 [pod-02's own breaker]\n"
+	if got := out.String(); got != want {
+		t.Errorf("got feed\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestColour(t *testing.T) {
+	var out bytes.Buffer
+	start := time.Now()
+	f := newFeed(&out, true, "db:5432", 1, true, start)
+	f.add(item{kind: retryItem, at: start, retry: retry.Event{Attempt: 1, MaxAttempts: 2, WillRetry: true, Backoff: time.Millisecond}})
+	f.flush(start, true)
+	if got, want := out.String(), "\x1b[2m  0.00s\x1b[0m  \x1b[33mRetrying db:5432 (2/2)… 1 call, backoff 1ms\x1b[0m\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if isTerminal(&out) {
+		t.Errorf("isTerminal(a buffer): got true, want false")
+	}
+}
