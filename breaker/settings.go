@@ -246,3 +246,11 @@ func validName(name string) string {
 	}
 	return ""
 }
+
+// Validate reports the first invalid field of s as an error matching
+// ErrInvalidSettings, or nil. New calls it; callers that build breakers
+// later (one per host, say) may call it early.
+func (s Settings) Validate() error {
+	_, err := s.normalize()
+	return err
+}

@@ -79,13 +79,9 @@ func New(opts Options) (*Transport, error) {
 	if err := opts.Retry.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: Retry: %w", ErrInvalidOptions, err)
 	}
-	// A breaker on a store that is never asked checks the settings once,
-	// here, rather than at the first request to every host.
-	probe, err := breaker.New("settings", idleStore{}, opts.Settings)
-	if err != nil {
+	if err := opts.Settings.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: Settings: %w", ErrInvalidOptions, err)
 	}
-	_ = probe.Close()
 
 	t := &Transport{
 		store:     opts.Store,
@@ -397,27 +393,3 @@ func closeBody(req *http.Request) {
 		_ = req.Body.Close()
 	}
 }
-
-// idleStore is the store of the breaker with which New checks the
-// settings; it is never asked anything.
-type idleStore struct{}
-
-var errIdle = errors.New("transport: settings check store")
-
-func (idleStore) Acquire(context.Context, breaker.Request) (breaker.Reply, error) {
-	return breaker.Reply{}, errIdle
-}
-
-func (idleStore) Record(context.Context, breaker.Request) (breaker.Reply, error) {
-	return breaker.Reply{}, errIdle
-}
-
-func (idleStore) Force(context.Context, breaker.Request) (breaker.Reply, error) {
-	return breaker.Reply{}, errIdle
-}
-
-func (idleStore) Read(context.Context, breaker.Request) (breaker.Reply, error) {
-	return breaker.Reply{}, errIdle
-}
-
-func (idleStore) Watch(string, func(int64)) func() { return func() {} }
