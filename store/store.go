@@ -34,7 +34,10 @@ type Options struct {
 	// Prefix namespaces the keys and the channel, e.g. one per service
 	// (default "breakwater"). It may not contain braces.
 	Prefix string
-	// Timeout bounds every Redis call (default 250ms).
+	// Timeout bounds every Redis call (default 250ms). A go-redis client
+	// without ContextTimeoutEnabled does not bound its socket reads by a
+	// call's context, so the store then runs each call on a goroutine of
+	// its own to keep this bound; enable it to save that cost.
 	Timeout time.Duration
 	// Cooldown is how long the store fails fast after Redis failed to
 	// answer, before it lets one call try again (default 1s).
@@ -64,6 +67,9 @@ type Store struct {
 	channel string
 	now     func() time.Time
 	health  health
+
+	// ctxAware is set when client bounds socket I/O by a call's context.
+	ctxAware bool
 
 	acquire, record, force, read *redis.Script
 
@@ -109,6 +115,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	return &Store{
 		client:   client,
 		opts:     opts,
+		ctxAware: contextAware(client),
 		channel:  opts.Prefix + ":" + layout + ":events",
 		now:      time.Now,
 		acquire:  redis.NewScript(lua.Acquire),
@@ -202,7 +209,7 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req br
 		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	res, err := script.Run(cctx, s.client, s.Keys(req.Name), s.args(req, extra...)...).Result()
+	res, err := s.eval(cctx, script, s.Keys(req.Name), s.args(req, extra...))
 	cancel()
 	if err != nil {
 		switch {
@@ -225,6 +232,51 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req br
 		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
 	}
 	return rep, nil
+}
+
+// eval runs script and returns by the time ctx is done. go-redis bounds a
+// call's socket reads and writes by its context only when the client has
+// ContextTimeoutEnabled; otherwise a Redis that hangs would hold the call
+// for the client's ReadTimeout (3s by default), whatever Options.Timeout
+// says. With such a client the script runs on its own goroutine, which is
+// abandoned when ctx is done and ends at the client's read timeout.
+func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, args []interface{}) (interface{}, error) {
+	if s.ctxAware {
+		return script.Run(ctx, s.client, keys, args...).Result()
+	}
+	type result struct {
+		res interface{}
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		res, err := script.Run(ctx, s.client, keys, args...).Result()
+		ch <- result{res, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.res, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-ch:
+			return r.res, r.err
+		default:
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// contextAware reports whether client bounds socket I/O by a call's context.
+func contextAware(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 // isOutage tells a Redis that is away or not serving from one that answered.
