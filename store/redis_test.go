@@ -1,0 +1,612 @@
+package store_test
+
+// Every script against a real redis-server (internal/redistest), through
+// the store's methods: replies parsed field by field, transitions and their
+// announcements, idle expiry, errors, outages.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/internal/redistest"
+	"github.com/breakwater-go/breakwater/store"
+)
+
+// fleetWait bounds every wait for something that should happen within
+// milliseconds; it is generous so that a slow machine under -race passes.
+const fleetWait = 10 * time.Second
+
+// fleetSettings are normalized settings (the store gets them with the
+// defaults applied): trip after 3 consecutive failures, one probe.
+func fleetSettings(open, lease time.Duration) *breaker.Settings {
+	return &breaker.Settings{ConsecutiveFailures: 3, MinimumCalls: 20, Window: time.Minute,
+		WindowBuckets: 10, Quorum: 1, OpenDuration: open, MaxOpenDuration: open,
+		MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: lease}
+}
+
+// fleetHook counts the script calls a client starts (one EVALSHA each).
+type fleetHook struct{ evals atomic.Int64 }
+
+func (h *fleetHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *fleetHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.EqualFold(cmd.Name(), "evalsha") {
+			h.evals.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *fleetHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// fleetEnv is one store on a real server, with a raw client beside it.
+type fleetEnv struct {
+	t    *testing.T
+	srv  *redistest.Server
+	raw  *redis.Client
+	st   *store.Store
+	hook *fleetHook
+	s    *breaker.Settings
+}
+
+func newFleetEnv(t *testing.T, o store.Options, s *breaker.Settings, copts ...func(*redis.Options)) *fleetEnv {
+	t.Helper()
+	srv := redistest.Start(t)
+	e := &fleetEnv{t: t, srv: srv, raw: srv.Client(t), hook: &fleetHook{}, s: s}
+	c := srv.Client(t, copts...)
+	c.AddHook(e.hook)
+	if o.Prefix == "" {
+		o.Prefix = "fleet-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	st, err := store.New(c, o)
+	if err != nil {
+		t.Fatalf("store.New: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	e.st = st
+	return e
+}
+
+func (e *fleetEnv) req(name, instance string) breaker.Request {
+	return breaker.Request{Name: name, Instance: instance, Settings: e.s}
+}
+
+// redisNow returns Redis's clock in ms.
+func (e *fleetEnv) redisNow() int64 {
+	e.t.Helper()
+	now, err := e.raw.Time(context.Background()).Result()
+	if err != nil {
+		e.t.Fatalf("TIME: %v", err)
+	}
+	return now.UnixMilli()
+}
+
+// must fails the test when a store call failed.
+func (e *fleetEnv) must(op string, r breaker.Reply, err error) breaker.Reply {
+	e.t.Helper()
+	if err != nil {
+		e.t.Fatalf("%s: %v", op, err)
+	}
+	return r
+}
+
+func (e *fleetEnv) read(name string) breaker.Reply {
+	e.t.Helper()
+	r, err := e.st.Read(context.Background(), e.req(name, "reader"))
+	return e.must("Read", r, err)
+}
+
+func (e *fleetEnv) acquire(name, instance, lease string) breaker.Reply {
+	e.t.Helper()
+	q := e.req(name, instance)
+	q.Lease = lease
+	r, err := e.st.Acquire(context.Background(), q)
+	return e.must("Acquire", r, err)
+}
+
+// record reports outcomes written as in record.lua: S success, F failure,
+// s slow success, f slow failure, I ignored.
+func (e *fleetEnv) record(name, instance string, gen int64, lease, outcomes string) breaker.Reply {
+	e.t.Helper()
+	q := e.req(name, instance)
+	q.Generation, q.Lease = gen, lease
+	for _, c := range outcomes {
+		r := breaker.Result{Outcome: breaker.Success, Slow: c == 's' || c == 'f'}
+		switch c {
+		case 'F', 'f':
+			r.Outcome = breaker.Failure
+		case 'I':
+			r.Outcome = breaker.Ignored
+		}
+		q.Results = append(q.Results, r)
+	}
+	r, err := e.st.Record(context.Background(), q)
+	return e.must("Record", r, err)
+}
+
+func (e *fleetEnv) force(name, instance string, c breaker.Command) breaker.Reply {
+	e.t.Helper()
+	q := e.req(name, instance)
+	q.Command = c
+	r, err := e.st.Force(context.Background(), q)
+	return e.must("Force", r, err)
+}
+
+// waitOpenOver reads until Redis's clock says the open time is over.
+func (e *fleetEnv) waitOpenOver(name string) {
+	e.t.Helper()
+	deadline := time.Now().Add(fleetWait)
+	for {
+		r := e.read(name)
+		if r.State != breaker.Open {
+			e.t.Fatalf("waiting for the open time to end: state %v", r.State)
+		}
+		if r.Wait <= 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("open time not over after %v", fleetWait)
+		}
+		<-time.After(r.Wait)
+	}
+}
+
+// subscribe returns a function that publishes a sentinel and returns
+// every message published on the store's channel since subscribe.
+func (e *fleetEnv) subscribe() func() []string {
+	e.t.Helper()
+	ctx := context.Background()
+	ps := e.raw.Subscribe(ctx, e.st.Channel())
+	e.t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		e.t.Fatalf("subscribe: %v", err)
+	}
+	ch := ps.Channel()
+	pub := e.srv.Client(e.t)
+	return func() []string {
+		e.t.Helper()
+		const sentinel = "fleet-sentinel"
+		if err := pub.Publish(ctx, e.st.Channel(), sentinel).Err(); err != nil {
+			e.t.Fatalf("publish: %v", err)
+		}
+		var got []string
+		timeout := time.After(fleetWait)
+		for {
+			select {
+			case m := <-ch:
+				if m.Payload == sentinel {
+					return got
+				}
+				got = append(got, m.Payload)
+			case <-timeout:
+				e.t.Fatalf("sentinel not received within %v; got %q", fleetWait, got)
+			}
+		}
+	}
+}
+
+// fleetCheck compares named values and reports every difference.
+func fleetCheck(t *testing.T, step string, pairs ...interface{}) {
+	t.Helper()
+	for i := 0; i+2 < len(pairs); i += 3 {
+		if got, want := pairs[i+1], pairs[i+2]; got != want {
+			t.Errorf("%s: %s: got %v, want %v", step, pairs[i], got, want)
+		}
+	}
+}
+
+func fleetWithin(t *testing.T, step, what string, got, lo, hi time.Duration) {
+	t.Helper()
+	if got < lo || got > hi {
+		t.Errorf("%s: %s: got %v, want between %v and %v", step, what, got, lo, hi)
+	}
+}
+
+// TestRedisScriptLifecycle drives one breaker through every state with
+// each script and checks every field of every reply, and the announcements.
+func TestRedisScriptLifecycle(t *testing.T) {
+	const (
+		open  = 300 * time.Millisecond
+		lease = 5 * time.Second
+		name  = "orders"
+	)
+	e := newFleetEnv(t, store.Options{}, fleetSettings(open, lease))
+	published := e.subscribe()
+
+	t0 := e.redisNow()
+	r := e.read(name)
+	t1 := e.redisNow()
+	if r.Generation < t0 || r.Generation > t1 {
+		t.Errorf("new breaker: generation %d, want Redis's clock in ms, between %d and %d", r.Generation, t0, t1)
+	}
+	gen := r.Generation
+	fleetCheck(t, "Read of a new breaker",
+		"Verdict", r.Verdict, breaker.VerdictOK, "State", r.State, breaker.Closed,
+		"From", r.From, breaker.Closed, "Reason", r.Reason, "created", "By", r.By, "reader",
+		"Wait", r.Wait, time.Duration(0), "Lease", r.Lease, "", "Changed", r.Changed, false,
+		"Counts", r.Counts, breaker.Counts{})
+	fleetWithin(t, "Read of a new breaker", "InState", r.InState, 0, time.Second)
+	if again := e.read(name); again.Generation != gen || again.By != "reader" {
+		t.Errorf("second Read: generation %d by %q, want %d by reader (Read changes nothing)", again.Generation, again.By, gen)
+	}
+
+	r = e.acquire(name, "i1", "L1")
+	fleetCheck(t, "Acquire, closed", "Verdict", r.Verdict, breaker.VerdictAllow, "State", r.State, breaker.Closed,
+		"Generation", r.Generation, gen, "Lease", r.Lease, "", "Changed", r.Changed, false)
+
+	r = e.record(name, "i1", gen, "", "S")
+	fleetCheck(t, "Record S", "Verdict", r.Verdict, breaker.VerdictCounted, "Successes", r.Counts.Successes, uint64(1),
+		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(1), "WindowCalls", r.Counts.WindowCalls, uint64(1))
+
+	r = e.record(name, "i2", gen, "", "Ff")
+	c := r.Counts
+	fleetCheck(t, "Record F f",
+		"Verdict", r.Verdict, breaker.VerdictCounted, "State", r.State, breaker.Closed,
+		"Failures", c.Failures, uint64(2), "ConsecutiveFailures", c.ConsecutiveFailures, uint64(2),
+		"WindowCalls", c.WindowCalls, uint64(3), "WindowFailures", c.WindowFailures, uint64(2),
+		"WindowSlowCalls", c.WindowSlowCalls, uint64(1), "TotalSlowCalls", c.TotalSlowCalls, uint64(1),
+		"TroubledInstances", c.TroubledInstances, uint64(1))
+
+	r = e.record(name, "i3", gen, "", "F")
+	c = r.Counts
+	fleetCheck(t, "Record F: trips",
+		"Verdict", r.Verdict, breaker.VerdictCounted, "Changed", r.Changed, true,
+		"State", r.State, breaker.Open, "From", r.From, breaker.Closed,
+		"Reason", r.Reason, "consecutive_failures", "By", r.By, "i3", "Generation", r.Generation, gen+1,
+		"PreviousFailures", c.PreviousFailures, uint64(3), "Trips", c.Trips, uint64(1),
+		"Failures", c.Failures, uint64(0), "ConsecutiveFailures", c.ConsecutiveFailures, uint64(0),
+		"WindowCalls", c.WindowCalls, uint64(0), "TroubledInstances", c.TroubledInstances, uint64(0),
+		"TotalFailures", c.TotalFailures, uint64(3), "TotalSuccesses", c.TotalSuccesses, uint64(1))
+	fleetWithin(t, "Record F: trips", "Wait", r.Wait, open-50*time.Millisecond, open)
+	fleetWithin(t, "Record F: trips", "InState", r.InState, 0, 0)
+
+	r = e.record(name, "i1", gen, "", "S")
+	fleetCheck(t, "Record of the old generation",
+		"Verdict", r.Verdict, breaker.VerdictStale, "Changed", r.Changed, false, "State", r.State, breaker.Open,
+		"Generation", r.Generation, gen+1, "TotalStale", r.Counts.TotalStale, uint64(1),
+		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(2), "Successes", r.Counts.Successes, uint64(0))
+
+	r = e.acquire(name, "i2", "L2")
+	fleetCheck(t, "Acquire, open", "Verdict", r.Verdict, breaker.VerdictReject, "State", r.State, breaker.Open, "Lease", r.Lease, "")
+	fleetWithin(t, "Acquire, open", "Wait", r.Wait, time.Millisecond, open)
+
+	e.waitOpenOver(name)
+	r = e.acquire(name, "i1", "L3")
+	fleetCheck(t, "Acquire, open time over",
+		"Verdict", r.Verdict, breaker.VerdictProbe, "Lease", r.Lease, "L3", "Changed", r.Changed, true,
+		"State", r.State, breaker.HalfOpen, "From", r.From, breaker.Open, "Reason", r.Reason, "open_timeout",
+		"By", r.By, "i1", "Generation", r.Generation, gen+2, "Trips", r.Counts.Trips, uint64(1))
+
+	r = e.acquire(name, "i2", "L4")
+	fleetCheck(t, "Acquire, probe place taken", "Verdict", r.Verdict, breaker.VerdictReject,
+		"State", r.State, breaker.HalfOpen, "Lease", r.Lease, "", "Changed", r.Changed, false)
+	fleetWithin(t, "Acquire, probe place taken", "Wait", r.Wait, lease-time.Second, lease)
+
+	r = e.record(name, "i1", gen+2, "L3", "I")
+	fleetCheck(t, "Record I with the lease", "Verdict", r.Verdict, breaker.VerdictCounted,
+		"State", r.State, breaker.HalfOpen, "Changed", r.Changed, false, "ProbeSuccesses", r.Counts.ProbeSuccesses, uint64(0))
+	if n := e.raw.ZCard(context.Background(), e.st.Keys(name)[3]).Val(); n != 0 {
+		t.Errorf("after an ignored probe: %d live leases, want 0 (released)", n)
+	}
+
+	r = e.acquire(name, "i2", "L5")
+	fleetCheck(t, "Acquire after the release", "Verdict", r.Verdict, breaker.VerdictProbe, "Lease", r.Lease, "L5")
+	r = e.record(name, "i2", gen+2, "L5", "F")
+	fleetCheck(t, "Record F of the probe",
+		"Changed", r.Changed, true, "State", r.State, breaker.Open, "From", r.From, breaker.HalfOpen,
+		"Reason", r.Reason, "probe_failed", "Generation", r.Generation, gen+3,
+		"Trips", r.Counts.Trips, uint64(2), "PreviousFailures", r.Counts.PreviousFailures, uint64(1))
+
+	e.waitOpenOver(name)
+	r = e.acquire(name, "i3", "L6")
+	fleetCheck(t, "Acquire, open again over", "Verdict", r.Verdict, breaker.VerdictProbe, "Generation", r.Generation, gen+4)
+	r = e.record(name, "i3", gen+4, "L6", "S")
+	fleetCheck(t, "Record S of the probe",
+		"Changed", r.Changed, true, "State", r.State, breaker.Closed, "From", r.From, breaker.HalfOpen,
+		"Reason", r.Reason, "probes_succeeded", "Generation", r.Generation, gen+5, "Trips", r.Counts.Trips, uint64(0),
+		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(3), "TotalFailures", r.Counts.TotalFailures, uint64(4))
+
+	var want []string
+	for g := gen + 1; g <= gen+5; g++ {
+		want = append(want, fmt.Sprintf("%d %s", g, name))
+	}
+	if got := published(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("published: got %q, want %q", got, want)
+	}
+}
+
+// TestRedisRecordBatch: a batch that trips the breaker midway is partly
+// counted; what follows the trip is stale.
+func TestRedisRecordBatch(t *testing.T) {
+	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	gen := e.read("batch").Generation
+	r := e.record("batch", "i1", gen, "", "FFFFS")
+	c := r.Counts
+	fleetCheck(t, "Record FFFFS", "Verdict", r.Verdict, breaker.VerdictPartial, "State", r.State, breaker.Open,
+		"Changed", r.Changed, true, "TotalStale", c.TotalStale, uint64(2),
+		"TotalFailures", c.TotalFailures, uint64(4), "TotalSuccesses", c.TotalSuccesses, uint64(1),
+		"PreviousFailures", c.PreviousFailures, uint64(3))
+}
+
+// TestRedisConcurrentRecords: outcomes recorded at once from many
+// goroutines are all counted, none lost.
+func TestRedisConcurrentRecords(t *testing.T) {
+	const goroutines, each = 20, 50
+	s := fleetSettings(time.Minute, time.Minute)
+	s.ConsecutiveFailures = breaker.Off // never trip: every failure counts in one generation
+	e := newFleetEnv(t, store.Options{}, s)
+	gen := e.read("atomic").Generation
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		g := g
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := e.req("atomic", fmt.Sprintf("i%d", g))
+			q.Generation = gen
+			q.Results = []breaker.Result{{Outcome: breaker.Failure}}
+			for i := 0; i < each; i++ {
+				if _, err := e.st.Record(context.Background(), q); err != nil {
+					t.Errorf("Record: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := e.read("atomic").Counts
+	fleetCheck(t, "after concurrent records", "Failures", c.Failures, uint64(goroutines*each),
+		"WindowFailures", c.WindowFailures, uint64(goroutines*each), "TroubledInstances", c.TroubledInstances, uint64(goroutines))
+}
+
+// TestRedisForce runs each operator command against the state it finds.
+func TestRedisForce(t *testing.T) {
+	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	published := e.subscribe()
+	const name = "admin"
+	gen := e.read(name).Generation
+	e.record(name, "i1", gen, "", "S")
+
+	steps := []struct {
+		cmd     breaker.Command
+		state   breaker.State
+		reason  string
+		changed bool
+		wait    time.Duration
+	}{
+		{breaker.CommandOpen, breaker.ForcedOpen, "forced_open", true, -time.Millisecond},
+		{breaker.CommandOpen, breaker.ForcedOpen, "forced_open", false, -time.Millisecond},
+		{breaker.CommandDisable, breaker.Disabled, "disabled", true, 0},
+		{breaker.CommandDisable, breaker.Disabled, "disabled", false, 0},
+		{breaker.CommandClose, breaker.Closed, "forced_close", true, 0},
+		{breaker.CommandClose, breaker.Closed, "forced_close", false, 0},
+		{breaker.CommandReset, breaker.Closed, "reset", true, 0},
+		{breaker.CommandReset, breaker.Closed, "reset", true, 0},
+	}
+	var want []string
+	for i, st := range steps {
+		step := fmt.Sprintf("step %d (command %d)", i, st.cmd)
+		now := e.redisNow()
+		r := e.force(name, "op", st.cmd)
+		switch {
+		case st.cmd == breaker.CommandReset:
+			// A reset starts afresh from Redis's clock, never going back.
+			if r.Generation <= gen || r.Generation < now {
+				t.Errorf("%s: generation %d, want > %d and >= Redis's clock %d", step, r.Generation, gen, now)
+			}
+			gen = r.Generation
+		case st.changed:
+			gen++
+		}
+		if st.changed {
+			want = append(want, fmt.Sprintf("%d %s", gen, name))
+		}
+		fleetCheck(t, step, "Verdict", r.Verdict, breaker.VerdictOK, "State", r.State, st.state,
+			"Reason", r.Reason, st.reason, "Changed", r.Changed, st.changed, "Generation", r.Generation, gen,
+			"Wait", r.Wait, st.wait, "By", r.By, "op")
+		if st.cmd == breaker.CommandReset && r.Counts != (breaker.Counts{}) {
+			t.Errorf("%s: counts after reset: %+v, want zero", step, r.Counts)
+		}
+
+		// What the state does with calls.
+		switch st.state {
+		case breaker.ForcedOpen:
+			a := e.acquire(name, "i1", "L")
+			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, breaker.VerdictReject, "Wait", a.Wait, -time.Millisecond)
+		case breaker.Disabled:
+			a := e.acquire(name, "i1", "L")
+			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, breaker.VerdictAllow)
+			rec := e.record(name, "i1", gen, "", "FFFFFF")
+			fleetCheck(t, step+": six failures", "Verdict", rec.Verdict, breaker.VerdictCounted,
+				"State", rec.State, breaker.Disabled, "Changed", rec.Changed, false)
+		}
+	}
+	if got := published(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("published: got %q, want %q", got, want)
+	}
+
+	q := e.req(name, "op")
+	q.Command = breaker.Command(99)
+	before := e.hook.evals.Load()
+	if _, err := e.st.Force(context.Background(), q); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("Force(99): got %v, want an unknown command error", err)
+	}
+	if n := e.hook.evals.Load() - before; n != 0 {
+		t.Errorf("Force(99) ran %d scripts, want none", n)
+	}
+}
+
+// TestRedisIdleExpiry: every write renews the idle expiry of all four keys.
+func TestRedisIdleExpiry(t *testing.T) {
+	const name = "idle"
+	e := newFleetEnv(t, store.Options{IdleExpiry: time.Second}, fleetSettings(50*time.Millisecond, time.Minute))
+	ctx := context.Background()
+	keys := e.st.Keys(name)
+	prefix := "{fleet-TestRedisIdleExpiry:idle}:v1:"
+	for i, suffix := range []string{"state", "win", "inst", "lease"} {
+		if keys[i] != prefix+suffix {
+			t.Errorf("Keys(%q)[%d] = %q, want %q", name, i, keys[i], prefix+suffix)
+		}
+	}
+	pttl := func(step string, which ...int) {
+		t.Helper()
+		for _, i := range which {
+			d, err := e.raw.PTTL(ctx, keys[i]).Result()
+			if err != nil {
+				t.Fatalf("PTTL: %v", err)
+			}
+			fleetWithin(t, step, "PTTL of "+keys[i], d, time.Millisecond, time.Second)
+		}
+	}
+	gen := e.read(name).Generation
+	pttl("after Read", 0)
+	e.record(name, "i1", gen, "", "FF")
+	pttl("after two failures", 0, 1, 2)
+	e.record(name, "i1", gen, "", "F")
+	e.waitOpenOver(name)
+	if r := e.acquire(name, "i1", "L"); r.Verdict != breaker.VerdictProbe {
+		t.Fatalf("Acquire: verdict %v, want probe", r.Verdict)
+	}
+	pttl("after a probe lease", 0, 3)
+
+	// The default idle expiry is a day.
+	d := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	d.read(name)
+	got, err := d.raw.PTTL(ctx, d.st.Keys(name)[0]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleetWithin(t, "default IdleExpiry", "PTTL", got, store.DefaultIdleExpiry-time.Minute, store.DefaultIdleExpiry)
+}
+
+// TestRedisErrors: foreign data, bad arguments and a cancelled caller are
+// errors of their own kinds, and none of them makes the store think Redis
+// is down.
+func TestRedisErrors(t *testing.T) {
+	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	ctx := context.Background()
+	if err := e.raw.Set(ctx, e.st.Keys("foreign")[0], "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	cases := []struct {
+		name    string
+		call    func() error
+		corrupt bool
+		target  error
+	}{
+		{"foreign data", func() error { _, err := e.st.Read(ctx, e.req("foreign", "i1")); return err }, true, nil},
+		{"no settings", func() error {
+			_, err := e.st.Read(ctx, breaker.Request{Name: "nosettings", Instance: "i1"})
+			return err
+		}, false, nil},
+		{"cancelled caller", func() error { _, err := e.st.Read(cancelled, e.req("fine", "i1")); return err }, false, context.Canceled},
+	}
+	for _, tc := range cases {
+		err := tc.call()
+		switch {
+		case err == nil:
+			t.Errorf("%s: got no error", tc.name)
+		case errors.Is(err, store.ErrCorrupt) != tc.corrupt:
+			t.Errorf("%s: got %v; matches ErrCorrupt: %v, want %v", tc.name, err, !tc.corrupt, tc.corrupt)
+		case errors.Is(err, store.ErrUnavailable):
+			t.Errorf("%s: got %v, which matches ErrUnavailable", tc.name, err)
+		case tc.target != nil && !errors.Is(err, tc.target):
+			t.Errorf("%s: got %v, want it to match %v", tc.name, err, tc.target)
+		}
+		// Redis answered: the next call goes through at once.
+		if _, err := e.st.Read(ctx, e.req("fine", "i1")); err != nil {
+			t.Errorf("after %s: Read of a clean breaker: %v", tc.name, err)
+		}
+	}
+}
+
+// TestRedisOutage: a dead Redis costs one attempt per cooldown and errors
+// matching ErrUnavailable; a hung one costs about Timeout per attempt even
+// with go-redis's default client options; after a restart the store
+// answers again, with a larger generation.
+func TestRedisOutage(t *testing.T) {
+	const (
+		timeout  = 150 * time.Millisecond
+		cooldown = 400 * time.Millisecond
+		slack    = 700 * time.Millisecond // far below go-redis's default ReadTimeout (3s)
+		fast     = 200 * time.Millisecond // a fast failure, even on a busy machine
+		name     = "outage"
+	)
+	e := newFleetEnv(t, store.Options{Timeout: timeout, Cooldown: cooldown}, fleetSettings(time.Minute, time.Minute))
+	ctx := context.Background()
+	gen := e.read(name).Generation
+
+	// attempt reads once and returns the error, how long it took and
+	// whether it reached for Redis.
+	attempt := func() (took time.Duration, tried bool, err error) {
+		before := e.hook.evals.Load()
+		t0 := time.Now()
+		_, err = e.st.Read(ctx, e.req(name, "i1"))
+		return time.Since(t0), e.hook.evals.Load() > before, err
+	}
+	for _, hang := range []bool{false, true} {
+		what := map[bool]string{false: "stopped", true: "frozen"}[hang]
+		if hang {
+			e.srv.Freeze()
+		} else {
+			e.srv.Stop()
+		}
+		took, tried, err := attempt()
+		if !errors.Is(err, store.ErrUnavailable) || !tried || took > timeout+slack {
+			t.Errorf("%s Redis, first call: got %v after %v (tried Redis: %v), want ErrUnavailable within %v",
+				what, err, took, tried, timeout)
+		}
+		began := time.Now()
+		for i := 0; i < 20; i++ {
+			took, tried, err := attempt()
+			if time.Since(began) >= cooldown-50*time.Millisecond {
+				break // the cooldown may end: a new attempt is due
+			}
+			if !errors.Is(err, store.ErrUnavailable) || tried || took > fast {
+				t.Errorf("%s Redis, call %d in the cooldown: got %v after %v (tried Redis: %v), want ErrUnavailable at once",
+					what, i, err, took, tried)
+			}
+		}
+		// After the cooldown exactly one call tries again.
+		<-time.After(time.Until(began.Add(cooldown)))
+		took, tried, err = attempt()
+		if !errors.Is(err, store.ErrUnavailable) || !tried || took > timeout+slack {
+			t.Errorf("%s Redis, after the cooldown: got %v after %v (tried Redis: %v), want one more attempt within %v",
+				what, err, took, tried, timeout)
+		}
+		if hang {
+			e.srv.Thaw()
+		} else {
+			e.srv.Restart()
+		}
+		deadline := time.Now().Add(fleetWait)
+		for {
+			r, err := e.st.Read(ctx, e.req(name, "i1"))
+			if err == nil {
+				if hang && r.Generation != gen || !hang && r.Generation <= gen {
+					t.Errorf("%s Redis back: generation %d; old one %d", what, r.Generation, gen)
+				}
+				gen = r.Generation
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s Redis back: store still failing after %v: %v", what, fleetWait, err)
+			}
+			<-time.After(20 * time.Millisecond)
+		}
+	}
+}
