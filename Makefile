@@ -82,8 +82,10 @@ examples:
 		echo "examples: none yet"; \
 	fi
 
-## bench: the benchmarks, against real Redis.
+## bench: the benchmarks (bench/, its own module), against real Redis:
+## breakwater beside sony/gobreaker, local and on Redis; see bench/README.md.
 bench: install-redis
+	cd bench && \
 	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
 		$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./...
 
