@@ -440,12 +440,18 @@ func (b *Breaker) adopt(rep Reply, now time.Time) view {
 	}
 	b.view = next
 	// The event is the last transition as the store recorded it; when this
-	// instance missed some, they fold into it. A new instance announces
-	// only a breaker it finds not closed.
-	changed := rep.Generation != prev.gen && rep.From != rep.State && (prev.known || rep.State != Closed)
+	// instance missed some, they fold into it. A breaker created anew (its
+	// keys expired or Redis lost them) records no transition: the change is
+	// then from the state this instance saw. A new instance announces only
+	// a breaker it finds not closed.
+	from := rep.From
+	if prev.known && from == rep.State {
+		from = prev.state
+	}
+	changed := rep.Generation != prev.gen && from != rep.State && (prev.known || rep.State != Closed)
 	b.mu.Unlock()
 	if changed {
-		e := Event{Kind: StateChanged, Name: b.name, From: rep.From, To: rep.State,
+		e := Event{Kind: StateChanged, Name: b.name, From: from, To: rep.State,
 			Generation: rep.Generation, Reason: rep.Reason, Counts: rep.Counts,
 			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback}
 		if rep.State == Open {

@@ -350,3 +350,20 @@ func TestFallbackWhileRedisIsDown(t *testing.T) {
 		})
 	}
 }
+
+func TestLostStateIsAnnouncedAsAChange(t *testing.T) {
+	e := newMini(t)
+	b := e.instance("lost", breaker.Settings{ConsecutiveFailures: 1})
+	evs := events(b)
+	call(b, errBoom)
+	if ev := next(t, evs, breaker.StateChanged); ev.To != breaker.Open {
+		t.Fatalf("got %v, want open", ev.To)
+	}
+	e.m.FlushAll() // Redis restarted empty
+	e.advance(time.Second)
+	snapshot(t, b)
+	ev := next(t, evs, breaker.StateChanged)
+	if ev.From != breaker.Open || ev.To != breaker.Closed || ev.Reason != "created" {
+		t.Fatalf("got %+v, want open -> closed, reason created", ev)
+	}
+}

@@ -29,8 +29,9 @@ func (k EventKind) String() string {
 // Event is what a breaker tells its listeners. Every instance's listeners
 // hear every transition of the shared state once, whichever instance caused
 // it. An instance that missed announcements (cut off from the store) hears
-// only the last transition it missed: From and To are always a transition
-// the store recorded.
+// only the last transition it missed. When the store lost the breaker (its
+// keys expired, or Redis restarted empty), the breaker starts anew, closed,
+// and From is the state this instance last saw (Reason "created").
 type Event struct {
 	Kind       EventKind
 	Name       string
