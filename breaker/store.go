@@ -99,10 +99,11 @@ type Counts struct {
 	ConsecutiveFailures uint64
 	// ProbeSuccesses so far in the half-open state.
 	ProbeSuccesses uint64
-	// WindowCalls, WindowFailures and WindowSlowCalls in the sliding window.
+	// WindowCalls, WindowFailures and WindowSlowCalls in the sliding window,
+	// kept while a rate policy (FailureRate, SlowCallRate) is on.
 	WindowCalls, WindowFailures, WindowSlowCalls uint64
 	// TroubledInstances is how many distinct instances reported a failure
-	// or a slow call in the window.
+	// or a slow call in the window, kept while Quorum is above 1.
 	TroubledInstances uint64
 	// Totals since the breaker was created or reset, whatever the generation.
 	TotalSuccesses, TotalFailures, TotalSlowCalls uint64

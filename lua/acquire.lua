@@ -27,6 +27,7 @@ elseif ST.st == 'half_open' then
   redis.call('ZREMRANGEBYSCORE', K_LEASE, '-inf', NOW)
   if redis.call('ZCARD', K_LEASE) < P.probes then
     redis.call('ZADD', K_LEASE, NOW + P.lease, lease_id)
+    L_DIRTY = true
     verdict, lease = 'probe', lease_id
   else
     verdict = 'reject'

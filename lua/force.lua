@@ -21,16 +21,15 @@ if action == 'reset' then
   redis.call('DEL', K_STATE, K_WIN, K_INST, K_LEASE)
   fresh(math.max(NOW, old + 1) - 1)
   if ok2 and s and STATES[s] then ST.st = s end
+  WINDOW_ON = true
   local _ = load_window()
   transition('closed', 'reset')
   save()
   return reply('ok', 0, '')
 end
 
-local err = load_state() or load_window()
+local err = load(true)
 if err then return redis.error_reply(err) end
-redis.call('ZCARD', K_INST)
-redis.call('ZCARD', K_LEASE)
 
 local targets = {open = 'forced_open', close = 'closed', disable = 'disabled'}
 local reasons = {open = 'forced_open', close = 'forced_close', disable = 'disabled'}

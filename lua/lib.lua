@@ -4,9 +4,9 @@
 --
 -- KEYS (all four share the breaker's hash tag {<prefix>:<name>}):
 --   KEYS[1] state hash
---   KEYS[2] window hash: a ring of buckets i<k> (bucket index), t<k> (calls),
+--   KEYS[2] window hash (used with a rate policy): a ring of buckets i<k> (bucket index), t<k> (calls),
 --           f<k> (failures), s<k> (slow calls)
---   KEYS[3] troubled instances: zset instance -> time (ms) of its last failure or slow call
+--   KEYS[3] troubled instances (used with a quorum): zset instance -> time (ms) of its last failure or slow call
 --   KEYS[4] probe leases: zset lease id -> expiry (ms)
 -- ARGV (common to every script):
 --   1 pub/sub channel   2 breaker name   3 instance id   4 idle expiry (ms, 0 = never)
@@ -22,7 +22,7 @@
 --   5 previous state   6 reason of the last transition   7 instance that caused it
 --   8 ms since the last transition   9 successes   10 failures   11 consecutive failures
 --   12 probe successes   13 window calls   14 window failures   15 window slow calls
---   16 troubled instances in the window   17 total successes   18 total failures
+--   16 troubled instances in the window (0 unless quorum > 1)   17 total successes   18 total failures
 --   19 total slow calls   20 total stale outcomes   21 lease id   22 1 if this call
 --   changed the state, else 0   23 consecutive trips   24 failures counted in
 --   the previous generation
@@ -160,12 +160,22 @@ local function window_add(fail, slow)
   WIN_DIRTY = true
 end
 
--- load reads everything a script may touch, before anything is written, so
--- that foreign data stops a script before it changes a thing.
-local function load()
-  local err = load_params() or load_state() or load_window()
+-- load reads what the script needs before anything is written, so that
+-- foreign data stops a script before it changes a thing. The window is read
+-- only when a rate policy is on, or when full (read and force); the other
+-- keys' types are checked at O(1) cost.
+local WINDOW_ON = false
+local I_DIRTY, L_DIRTY = false, false
+local function load(full)
+  local err = load_params() or load_state()
   if err then return err end
-  -- ZCARD fails with WRONGTYPE on foreign data before any write.
+  if full or P.rate > 0 or P.slow_rate > 0 then
+    WINDOW_ON = true
+    err = load_window()
+    if err then return err end
+  end
+  -- These fail with WRONGTYPE on foreign data, at O(1) cost.
+  if not WINDOW_ON then redis.call('HLEN', K_WIN) end
   redis.call('ZCARD', K_INST)
   redis.call('ZCARD', K_LEASE)
   return nil
@@ -212,7 +222,8 @@ local function transition(to, why)
   redis.call('PUBLISH', CHANNEL, string.format('%d', ST.gen) .. ' ' .. NAME)
 end
 
--- save writes what changed and renews the idle expiry of every key.
+-- save writes what changed and renews the idle expiry of what it wrote
+-- (the state always: it is in use).
 local function save()
   if DIRTY then
     local args = {}
@@ -230,10 +241,18 @@ local function save()
       'f' .. k, b.f, 's' .. k, b.s)
   end
   if P.ttl > 0 then
-    for _, key in ipairs({K_STATE, K_WIN, K_INST, K_LEASE}) do
-      redis.call('PEXPIRE', key, P.ttl)
-    end
+    redis.call('PEXPIRE', K_STATE, P.ttl)
+    if WIN_DIRTY then redis.call('PEXPIRE', K_WIN, P.ttl) end
+    if I_DIRTY then redis.call('PEXPIRE', K_INST, P.ttl) end
+    if L_DIRTY then redis.call('PEXPIRE', K_LEASE, P.ttl) end
   end
+end
+
+-- troubled_now counts the troubled instances in the window; they are
+-- tracked only when a quorum is asked for.
+local function troubled_now()
+  if P.quorum <= 1 then return 0 end
+  return troubled(NOW - P.window)
 end
 
 local function reply(verdict, wait, lease)
@@ -243,6 +262,6 @@ local function reply(verdict, wait, lease)
     wait = -1
   end
   return {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
-    ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled(NOW - P.window),
+    ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled_now(),
     ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko}
 end

@@ -4,7 +4,7 @@
 --
 -- KEYS, common ARGV and reply: see lib.lua. Verdict: "ok".
 
-local err = load()
+local err = load(true)
 if err then return redis.error_reply(err) end
 save()
 return reply('ok', 0, '')

@@ -65,7 +65,7 @@ for i = 1, #outcomes do
       stale = stale + 1
     elseif ST.st == 'closed' then
       counted = counted + 1
-      window_add(fail, slow)
+      if WINDOW_ON then window_add(fail, slow) end
       if fail then
         ST.ko = ST.ko + 1
         if ST.cf == 0 then ST.cfat = NOW end
@@ -75,12 +75,12 @@ for i = 1, #outcomes do
         ST.cf, ST.cfat = 0, 0
       end
       if fail or slow then
-        if not marked then
+        if P.quorum > 1 and not marked then
           local oldest = NOW - P.window
           if ST.cfat > 0 then oldest = math.min(oldest, ST.cfat) end
           redis.call('ZREMRANGEBYSCORE', K_INST, '-inf', '(' .. string.format('%d', oldest))
           redis.call('ZADD', K_INST, NOW, INSTANCE)
-          marked = true
+          marked, I_DIRTY = true, true
         end
         local why = trip_reason()
         if why then transition('open', why) end

@@ -26,9 +26,11 @@ import (
 const fleetWait = 10 * time.Second
 
 // fleetSettings are normalized settings (the store gets them with the
-// defaults applied): trip after 3 consecutive failures, one probe.
+// defaults applied): trip after 3 consecutive failures, one probe. The
+// slow-call policy (all calls slow) keeps the window in use without
+// tripping these tests.
 func fleetSettings(open, lease time.Duration) *breaker.Settings {
-	return &breaker.Settings{ConsecutiveFailures: 3, MinimumCalls: 20, Window: time.Minute,
+	return &breaker.Settings{ConsecutiveFailures: 3, SlowCallRate: 1, SlowCallDuration: time.Second, MinimumCalls: 20, Window: time.Minute,
 		WindowBuckets: 10, Quorum: 1, OpenDuration: open, MaxOpenDuration: open,
 		MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: lease}
 }
@@ -257,7 +259,7 @@ func TestRedisScriptLifecycle(t *testing.T) {
 		"Failures", c.Failures, uint64(2), "ConsecutiveFailures", c.ConsecutiveFailures, uint64(2),
 		"WindowCalls", c.WindowCalls, uint64(3), "WindowFailures", c.WindowFailures, uint64(2),
 		"WindowSlowCalls", c.WindowSlowCalls, uint64(1), "TotalSlowCalls", c.TotalSlowCalls, uint64(1),
-		"TroubledInstances", c.TroubledInstances, uint64(1))
+		"TroubledInstances", c.TroubledInstances, uint64(0)) // tracked only with a quorum
 
 	r = e.record(name, "i3", gen, "", "F")
 	c = r.Counts
@@ -346,6 +348,7 @@ func TestRedisConcurrentRecords(t *testing.T) {
 	const goroutines, each = 20, 50
 	s := fleetSettings(time.Minute, time.Minute)
 	s.ConsecutiveFailures = breaker.Off // never trip: every failure counts in one generation
+	s.Quorum = goroutines + 1           // track the troubled instances
 	e := newFleetEnv(t, store.Options{}, s)
 	gen := e.read("atomic").Generation
 	var wg sync.WaitGroup
@@ -448,10 +451,13 @@ func TestRedisForce(t *testing.T) {
 	}
 }
 
-// TestRedisIdleExpiry: every write renews the idle expiry of all four keys.
+// TestRedisIdleExpiry: every write renews the idle expiry of the keys it
+// writes (a quorum puts the troubled-instances key in use).
 func TestRedisIdleExpiry(t *testing.T) {
 	const name = "idle"
-	e := newFleetEnv(t, store.Options{IdleExpiry: time.Second}, fleetSettings(50*time.Millisecond, time.Minute))
+	s := fleetSettings(50*time.Millisecond, time.Minute)
+	s.Quorum = 2
+	e := newFleetEnv(t, store.Options{IdleExpiry: time.Second}, s)
 	ctx := context.Background()
 	keys := e.st.Keys(name)
 	prefix := "{fleet-TestRedisIdleExpiry:idle}:v1:"
@@ -474,7 +480,7 @@ func TestRedisIdleExpiry(t *testing.T) {
 	pttl("after Read", 0)
 	e.record(name, "i1", gen, "", "FF")
 	pttl("after two failures", 0, 1, 2)
-	e.record(name, "i1", gen, "", "F")
+	e.record(name, "i2", gen, "", "F") // a second instance makes the quorum
 	e.waitOpenOver(name)
 	if r := e.acquire(name, "i1", "L"); r.Verdict != breaker.VerdictProbe {
 		t.Fatalf("Acquire: verdict %v, want probe", r.Verdict)
