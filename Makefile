@@ -28,14 +28,14 @@ BREAKWATER_REQUIRE_DOCKER ?= 1
 TEST_FLAGS ?= -race -count=1 -timeout 5m
 BENCH_FLAGS ?= -benchtime 1s
 
-# The modules of the repository: the library and the fleet tests.
-MODULES := . cluster_test
+# The modules of the repository: the library, the fleet tests, the benchmarks.
+MODULES := . cluster_test bench
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench install-redis redis-rootfs fleet-bin
+	bench test-bench install-redis redis-rootfs fleet-bin
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-cluster examples
+test: install-redis lint test-root test-cluster test-bench examples
 
 ## lint: gofmt check, go vet and staticcheck on both modules.
 lint: fmt-check vet staticcheck
@@ -73,14 +73,17 @@ test-cluster: install-redis
 	TESTCONTAINERS_RYUK_DISABLED=true \
 		$(GO) test $(TEST_FLAGS) ./...
 
-## examples: build the examples (when there are any).
+## examples: build and run the examples, as a newcomer would.
 examples:
-	@if [[ -d examples ]]; then \
-		echo "go build ./examples/..."; \
-		$(GO) build ./examples/...; \
-	else \
-		echo "examples: none yet"; \
-	fi
+	$(GO) build ./examples/...
+	$(GO) run ./examples/quickstart
+	$(GO) run ./examples/fleet -no-color
+
+## test-bench: the benchmarks' own checks (commands per call), not the timings.
+test-bench: install-redis
+	cd bench && \
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+		$(GO) test $(TEST_FLAGS) ./...
 
 ## bench: the benchmarks (bench/, its own module), against real Redis:
 ## breakwater beside sony/gobreaker, local and on Redis; see bench/README.md.
