@@ -36,6 +36,7 @@ type Breaker struct {
 	nextListener int
 	refreshing   bool
 	refreshAgain bool
+	orphans      []string // lease ids a failed Acquire may have been granted
 	closed       bool
 }
 
@@ -169,9 +170,13 @@ func (b *Breaker) acquire(ctx context.Context, now time.Time) (*Permit, error) {
 	rep, err := b.store.Acquire(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
+			b.orphan(req.Lease)
 			return nil, ctx.Err()
 		}
-		b.storeFailed(err)
+		// The store may still grant the lease after the call timed out;
+		// release it once the store answers, or the fleet waits for its expiry.
+		b.orphan(req.Lease)
+		b.storeFailed(err, 0)
 		return b.allowLocally(now)
 	}
 	b.storeAnswered()
@@ -259,10 +264,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	req.Results = []Result{{Outcome: o, Slow: slow}}
 	rep, err := b.store.Record(context.WithoutCancel(ctx), req)
 	if err != nil {
-		b.mu.Lock()
-		b.unreported++
-		b.mu.Unlock()
-		b.storeFailed(err)
+		b.storeFailed(err, 1)
 		return
 	}
 	b.storeAnswered()
@@ -434,7 +436,9 @@ func (b *Breaker) adopt(rep Reply, now time.Time) view {
 	case rep.State == Open:
 		next.deadline = now.Add(rep.Wait)
 	case rep.State == HalfOpen && rep.Verdict == VerdictReject:
-		next.deadline = now.Add(rep.Wait)
+		// Reject locally while the probe runs, but ask again soon: a lease
+		// may be released early, which is not announced.
+		next.deadline = now.Add(min(rep.Wait, maxProbeWait))
 	case rep.State == HalfOpen && rep.Generation == prev.gen:
 		next.deadline = prev.deadline
 	}
@@ -462,10 +466,13 @@ func (b *Breaker) adopt(rep Reply, now time.Time) view {
 	return next
 }
 
-func (b *Breaker) storeFailed(err error) {
+// storeFailed puts the breaker on its fallback; unreported outcomes are
+// counted under the same lock, so that none is lost to a concurrent recovery.
+func (b *Breaker) storeFailed(err error, unreported uint64) {
 	b.mu.Lock()
 	was := b.degraded
 	b.degraded = true
+	b.unreported += unreported
 	b.mu.Unlock()
 	if !was {
 		b.emit(Event{Kind: StoreUnavailable, Name: b.name, Err: err, Fallback: b.s.Fallback,
@@ -480,10 +487,46 @@ func (b *Breaker) storeAnswered() {
 	n := b.unreported
 	b.unreported = 0
 	st := b.view.state
+	orphans := b.orphans
+	b.orphans = nil
+	if len(orphans) > 0 && !b.closed {
+		b.wg.Add(1)
+		go b.release(orphans)
+	}
 	b.mu.Unlock()
 	if was {
 		b.emit(Event{Kind: StoreRecovered, Name: b.name, Fallback: b.s.Fallback, Unreported: n,
 			From: st, To: st})
+	}
+}
+
+// maxProbeWait bounds how long a half-open breaker rejects calls locally
+// before it asks the store again.
+const maxProbeWait = time.Second
+
+// maxOrphans bounds the lease ids kept for release; past it, leases expire.
+const maxOrphans = 64
+
+// orphan keeps the id of a lease that a failed Acquire may have been granted.
+func (b *Breaker) orphan(lease string) {
+	b.mu.Lock()
+	if len(b.orphans) < maxOrphans {
+		b.orphans = append(b.orphans, lease)
+	}
+	b.mu.Unlock()
+}
+
+// release frees leases that no caller holds (an ignored outcome releases a
+// lease and counts nothing).
+func (b *Breaker) release(leases []string) {
+	defer b.wg.Done()
+	for _, lease := range leases {
+		req := b.request()
+		req.Lease = lease
+		req.Results = []Result{{Outcome: Ignored}}
+		if _, err := b.store.Record(b.ctx, req); err != nil {
+			return // the lease expires in ProbeLease
+		}
 	}
 }
 
@@ -508,6 +551,9 @@ func (b *Breaker) notified(gen int64) {
 	go b.refresh()
 }
 
+// refreshRetry is how long a failed re-read waits before it tries again.
+const refreshRetry = time.Second
+
 func (b *Breaker) refresh() {
 	defer b.wg.Done()
 	for {
@@ -517,7 +563,17 @@ func (b *Breaker) refresh() {
 			b.storeAnswered()
 			b.adopt(rep, b.clock.Now())
 		case b.ctx.Err() == nil:
-			b.storeFailed(err)
+			// The announcement or resubscription said the state changed:
+			// keep trying, so that this instance catches up even if it
+			// makes no call.
+			b.storeFailed(err, 0)
+			select {
+			case <-b.ctx.Done():
+			case <-time.After(refreshRetry):
+				b.mu.Lock()
+				b.refreshAgain = true
+				b.mu.Unlock()
+			}
 		}
 		b.mu.Lock()
 		if !b.refreshAgain || b.closed {
