@@ -51,8 +51,10 @@ type Event struct {
 	Err error
 	// Fallback is how the breaker decides while the store is away.
 	Fallback Fallback
-	// Unreported is how many outcomes this instance could not report to the
-	// store while it was away (StoreRecovered); they were counted by the
-	// local fallback only.
+	// Unreported is how many outcomes this instance failed to report to the
+	// store while it was away (StoreRecovered); the local fallback counted
+	// them. A report that timed out may still have reached a hung Redis and
+	// been counted there when it resumed, so this is an upper bound of what
+	// the shared counts lack.
 	Unreported uint64
 }
