@@ -53,8 +53,8 @@ type view struct {
 // returns an error matching ErrInvalidSettings when name or s is invalid.
 // New does no I/O; Close releases the breaker's subscription.
 func New(name string, st Store, s Settings) (*Breaker, error) {
-	if why := validName(name); why != "" {
-		return nil, &SettingsError{Field: "name", Value: strconv.Quote(name), Reason: why}
+	if err := CheckName(name); err != nil {
+		return nil, err
 	}
 	if st == nil {
 		return nil, &SettingsError{Field: "store", Value: nil, Reason: "want a Store, such as store.New's"}

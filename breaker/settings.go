@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -230,6 +231,16 @@ func defaultInstance() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// CheckName returns an error matching ErrInvalidSettings when name cannot
+// name a breaker (or another object whose keys share a hash tag built from
+// its name): empty, over 512 bytes, holding braces or control characters.
+func CheckName(name string) error {
+	if why := validName(name); why != "" {
+		return &SettingsError{Field: "name", Value: strconv.Quote(name), Reason: why}
+	}
+	return nil
 }
 
 // validName reports why name cannot name a breaker, or "" when it can.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakwater-go/breakwater/breaker"
 	"github.com/breakwater-go/breakwater/lua"
 )
 
@@ -168,8 +169,8 @@ func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOption
 	if client == nil {
 		return nil, errors.New("store: NewRetryBudget needs a redis client")
 	}
-	if why := badName(name); why != "" {
-		return nil, fmt.Errorf("store: retry budget name %q: %s", name, why)
+	if err := breaker.CheckName(name); err != nil {
+		return nil, fmt.Errorf("store: retry budget: %w", err)
 	}
 	opts, err := opts.resolve()
 	if err != nil {
@@ -257,21 +258,6 @@ func (o BudgetOptions) resolve() (BudgetOptions, error) {
 		return bad("FlushInterval", o.FlushInterval, "at least 1ms")
 	}
 	return o, nil
-}
-
-// badName says why name cannot name a budget, or "" when it can.
-func badName(name string) string {
-	switch {
-	case name == "":
-		return "want a non-empty name"
-	case len(name) > 512:
-		return "want at most 512 bytes"
-	case strings.ContainsAny(name, "{}"):
-		return "want no braces: they would change the key's hash tag"
-	case strings.IndexFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0:
-		return "want no control characters"
-	}
-	return ""
 }
 
 // Name returns the budget's name.
