@@ -11,7 +11,7 @@ import (
 )
 
 // flakyStore answers Acquire and Read, and fails every Record.
-type flakyStore struct{ gen int64 }
+type flakyStore struct{}
 
 func (f *flakyStore) reply(v breaker.Verdict) breaker.Reply {
 	return breaker.Reply{Verdict: v, State: breaker.Closed, Generation: 1, From: breaker.Closed}
