@@ -46,7 +46,6 @@ type view struct {
 	state    State
 	gen      int64
 	deadline time.Time // open: next probe; half-open: a probe place may free
-	reply    Reply
 }
 
 // New returns the breaker called name, whose shared state lives in st. It
@@ -431,7 +430,7 @@ func (b *Breaker) adopt(rep Reply, now time.Time) view {
 		b.mu.Unlock()
 		return prev
 	}
-	next := view{known: true, state: rep.State, gen: rep.Generation, reply: rep}
+	next := view{known: true, state: rep.State, gen: rep.Generation}
 	switch {
 	case rep.State == Open:
 		next.deadline = now.Add(rep.Wait)

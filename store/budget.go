@@ -107,7 +107,7 @@ type RetryBudget struct {
 	width  time.Duration
 	ttl    time.Duration
 	script *redis.Script
-	health health
+	runner runner
 
 	mu           sync.Mutex
 	pending      int64         // requests not yet sent to Redis
@@ -190,6 +190,7 @@ func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOption
 	if b.clock == nil {
 		b.clock, b.real = systemClock{}, true
 	}
+	b.runner = newRunner(client, opts.Timeout, opts.Cooldown, b.clock.Now)
 	b.width = b.width.Truncate(time.Millisecond)
 	b.ttl = max(2*b.width*time.Duration(opts.Buckets), time.Second)
 	b.local = newLocalWindow(b.clock.Now(), b.width, opts.Buckets)
@@ -402,38 +403,16 @@ func (b *RetryBudget) call(ctx context.Context, want int64) (budgetReply, error)
 }
 
 func (b *RetryBudget) run(ctx context.Context, requests, want, spent int64) (budgetReply, error) {
-	fail := func(err error) (budgetReply, error) {
-		return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
-	}
-	if err := b.health.enter(b.clock.Now()); err != nil {
-		return fail(err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
-	res, err := b.script.Run(cctx, b.client, []string{b.key},
-		ms(b.width)*int64(b.opts.Buckets), b.opts.Buckets, b.opts.Ratio, b.opts.Floor,
-		requests, want, spent, ms(b.ttl)).Result()
-	cancel()
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			b.health.abandon()
-			return fail(ctx.Err())
-		case isOutage(err):
-			b.health.downAt(b.clock.Now(), b.opts.Cooldown, err)
-			return fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	res, err := b.runner.run(ctx, b.script, []string{b.key}, []interface{}{
+		ms(b.width) * int64(b.opts.Buckets), b.opts.Buckets, b.opts.Ratio, b.opts.Floor,
+		requests, want, spent, ms(b.ttl)})
+	if err == nil {
+		var rep budgetReply
+		if rep, err = parseBudgetReply(res); err == nil {
+			return rep, nil
 		}
-		b.health.up()
-		if isCorrupt(err) {
-			return fail(fmt.Errorf("%w: %w", ErrCorrupt, err))
-		}
-		return fail(err)
 	}
-	b.health.up()
-	rep, err := parseBudgetReply(res)
-	if err != nil {
-		return fail(err)
-	}
-	return rep, nil
+	return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
 }
 
 func parseBudgetReply(res interface{}) (budgetReply, error) {

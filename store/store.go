@@ -65,11 +65,7 @@ type Store struct {
 	client  redis.UniversalClient
 	opts    Options
 	channel string
-	now     func() time.Time
-	health  health
-
-	// ctxAware is set when client bounds socket I/O by a call's context.
-	ctxAware bool
+	runner  runner
 
 	acquire, record, force, read *redis.Script
 
@@ -115,9 +111,8 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	return &Store{
 		client:   client,
 		opts:     opts,
-		ctxAware: contextAware(client),
 		channel:  opts.Prefix + ":" + layout + ":events",
-		now:      time.Now,
+		runner:   newRunner(client, opts.Timeout, opts.Cooldown, time.Now),
 		acquire:  redis.NewScript(lua.Acquire),
 		record:   redis.NewScript(lua.Record),
 		force:    redis.NewScript(lua.Force),
@@ -205,98 +200,14 @@ func (s *Store) args(req breaker.Request, extra ...interface{}) []interface{} {
 }
 
 func (s *Store) run(ctx context.Context, op string, script *redis.Script, req breaker.Request, extra ...interface{}) (breaker.Reply, error) {
-	if err := s.health.enter(s.now()); err != nil {
-		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	res, err := s.eval(cctx, script, s.Keys(req.Name), s.args(req, extra...))
-	cancel()
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			s.health.abandon()
-			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, ctx.Err())
-		case isOutage(err):
-			s.healthDown(s.now(), err)
-			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w: %w", req.Name, op, ErrUnavailable, err)
-		}
-		s.health.up()
-		if isCorrupt(err) {
-			return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w: %w", req.Name, op, ErrCorrupt, err)
-		}
-		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
-	}
-	s.health.up()
-	rep, err := parseReply(res)
-	if err != nil {
-		return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
-	}
-	return rep, nil
-}
-
-// eval runs script and returns by the time ctx is done. go-redis bounds a
-// call's socket reads and writes by its context only when the client has
-// ContextTimeoutEnabled; otherwise a Redis that hangs would hold the call
-// for the client's ReadTimeout (3s by default), whatever Options.Timeout
-// says. With such a client the script runs on its own goroutine, which is
-// abandoned when ctx is done and ends at the client's read timeout.
-func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, args []interface{}) (interface{}, error) {
-	if s.ctxAware {
-		return script.Run(ctx, s.client, keys, args...).Result()
-	}
-	type result struct {
-		res interface{}
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		res, err := script.Run(ctx, s.client, keys, args...).Result()
-		ch <- result{res, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.res, r.err
-	case <-ctx.Done():
-		select {
-		case r := <-ch:
-			return r.res, r.err
-		default:
-			return nil, ctx.Err()
+	res, err := s.runner.run(ctx, script, s.Keys(req.Name), s.args(req, extra...))
+	if err == nil {
+		var rep breaker.Reply
+		if rep, err = parseReply(res); err == nil {
+			return rep, nil
 		}
 	}
-}
-
-// contextAware reports whether client bounds socket I/O by a call's context.
-func contextAware(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
-}
-
-// isOutage tells a Redis that is away or not serving from one that answered.
-func isOutage(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	msg := rerr.Error()
-	for _, p := range []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK "} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func isCorrupt(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "BWCORRUPT") || strings.Contains(msg, "WRONGTYPE")
+	return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
 }
 
 var states = map[string]breaker.State{
@@ -419,47 +330,3 @@ func (p *parser) verdict(i int) breaker.Verdict {
 	}
 	return v
 }
-
-// health is the store's own breaker on Redis: after an outage it fails fast
-// for a cooldown, then lets one call through to try again.
-type health struct {
-	mu        sync.Mutex
-	downUntil time.Time
-	down      bool
-	probing   bool
-	last      error
-}
-
-func (h *health) enter(now time.Time) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.down {
-		return nil
-	}
-	if now.Before(h.downUntil) || h.probing {
-		return fmt.Errorf("%w (failing fast after: %v)", ErrUnavailable, h.last)
-	}
-	h.probing = true
-	return nil
-}
-
-func (h *health) up() {
-	h.mu.Lock()
-	h.down, h.probing = false, false
-	h.mu.Unlock()
-}
-
-func (h *health) abandon() {
-	h.mu.Lock()
-	h.probing = false
-	h.mu.Unlock()
-}
-
-func (h *health) downAt(now time.Time, cooldown time.Duration, err error) {
-	h.mu.Lock()
-	h.down, h.probing, h.last = true, false, err
-	h.downUntil = now.Add(cooldown)
-	h.mu.Unlock()
-}
-
-func (s *Store) healthDown(now time.Time, err error) { s.health.downAt(now, s.opts.Cooldown, err) }

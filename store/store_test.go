@@ -99,7 +99,7 @@ func TestUnavailableRedisFailsFastDuringCooldown(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	st.now = func() time.Time { return now }
+	st.runner.now = func() time.Time { return now }
 	req := breaker.Request{Name: "x", Instance: "i", Settings: &breaker.Settings{ConsecutiveFailures: 5,
 		MinimumCalls: 1, Window: time.Minute, WindowBuckets: 10, Quorum: 1, MaxProbes: 1, ProbeSuccesses: 1,
 		ProbeLease: time.Second, OpenDuration: time.Second, MaxOpenDuration: time.Second}}
