@@ -15,29 +15,51 @@ import (
 
 // Breaker is one instance's handle on a breaker shared by the fleet. Make it
 // with New; it is safe for concurrent use.
+//
+// A closed breaker admits calls from this instance's view of the shared
+// state, without I/O, and reports their outcomes in batches (see
+// Settings.Reporting); an open one rejects calls until its next probe is
+// due; only a half-open one asks the store for every call. The view
+// follows the store through the replies to its reports, announcements over
+// pub/sub, and a periodic read (Settings.RefreshInterval).
 type Breaker struct {
 	name     string
 	store    Store
 	s        Settings
 	clock    Clock
 	fallback *circuitbreaker.CircuitBreaker
+	hub      *hub
 	leases   atomic.Uint64
+	unwatch  func()
 
-	ctx     context.Context // ends with Close; bounds background refreshes
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	unwatch func()
+	v        atomic.Pointer[view] // the view of the shared state; never nil
+	cell     atomic.Pointer[cell] // outcomes of the view's generation
+	degraded atomic.Bool          // the store is unreachable: decide locally
+	closed   atomic.Bool
+
+	// hub state, guarded by the hub's mutex
+	queued   bool      // in the hub's flush queue
+	due      time.Time // when the queued flush is due
+	urgent   bool      // flush at once
+	heapIdx  int       // index in the hub's flush heap, -1 when not in it
+	readWant bool      // a read is asked for
+	refresh  time.Time // when the next periodic read is due
+	refIdx   int       // index in the hub's refresh heap
+	failures int       // store calls failed in a row
 
 	mu           sync.Mutex
-	view         view
-	degraded     bool
-	unreported   uint64
+	viewVersion  uint64 // counts adopted views
+	lastAnswer   time.Time
+	distrust     bool // an announcement was not confirmed: ignore them until the next refresh
+	inflight     *flush
+	probes       []*flush
+	old          []pendingGen
+	waiters      []chan struct{}
+	catchUp      bool // ask the store to move past the view's generation
+	seq          int64
+	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
 	nextListener int
-	refreshing   bool
-	refreshAgain bool
-	orphans      []string // lease ids a failed Acquire may have been granted
-	closed       bool
 }
 
 // view is this instance's picture of the shared state.
@@ -48,14 +70,16 @@ type view struct {
 	deadline time.Time // open: next probe; half-open: a probe place may free
 }
 
+func (b *Breaker) view() view { return *b.v.Load() }
+
 // New returns the breaker called name, whose shared state lives in st. It
 // returns an error matching ErrInvalidSettings when name or s is invalid.
-// New does no I/O; Close releases the breaker's subscription.
+// New does no I/O; Close releases the breaker.
 func New(name string, st Store, s Settings) (*Breaker, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	if st == nil {
+	if isNil(st) {
 		return nil, &SettingsError{Field: "store", Value: nil, Reason: "want a Store, such as store.New's"}
 	}
 	s, err := s.normalize()
@@ -69,8 +93,12 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 		clock:     s.Clock,
 		fallback:  newFallback(s),
 		listeners: map[int]func(Event){},
+		heapIdx:   -1,
+		refIdx:    -1,
 	}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.v.Store(&view{})
+	b.cell.Store(&cell{})
+	b.hub = joinHub(st, b)
 	b.unwatch = st.Watch(name, b.notified)
 	return b, nil
 }
@@ -100,55 +128,58 @@ func (b *Breaker) Instance() string { return b.s.Instance }
 
 // State returns this instance's view of the shared state, without I/O.
 // Snapshot asks the store.
-func (b *Breaker) State() State {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.view.state
-}
+func (b *Breaker) State() State { return b.v.Load().state }
 
 // Permit is the admission of one call, from Allow. Report the call's end
-// with Done exactly once; later calls of Done do nothing.
+// with Done exactly once. A Permit is a small value: passing it around
+// costs no allocation.
 type Permit struct {
 	b     *Breaker
 	gen   int64
 	lease string
 	start time.Time
-	done  atomic.Bool
 }
 
 // Probe reports whether the call is a half-open probe.
-func (p *Permit) Probe() bool { return p.lease != "" }
+func (p Permit) Probe() bool { return p.lease != "" }
 
 // Allow asks whether a call may run now. When it may, it returns a Permit
 // whose Done must be called with the call's error; when it may not, an
 // error matching ErrOpen (an *OpenError saying when the next probe is due),
-// or ctx's error.
+// ErrClosed after Close, or ctx's error.
 //
-// A closed breaker admits calls from this instance's view without I/O; an
-// open one rejects them until the next probe is due; a half-open one asks
-// the store, which grants the fleet's probe leases.
-func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
-	now := b.clock.Now()
-	b.mu.Lock()
-	v, degraded, closed := b.view, b.degraded, b.closed
-	b.mu.Unlock()
-	switch {
-	case closed:
-		return nil, ErrClosed
-	case degraded || !v.known:
-		return b.acquire(ctx, now)
-	case v.state == Closed || v.state == Disabled:
-		return b.permit(v.gen, "", now), nil
-	case v.state == ForcedOpen:
-		return nil, b.openError(v, now)
-	case now.Before(v.deadline):
-		return nil, b.openError(v, now)
+// A closed breaker admits calls from this instance's view without I/O or
+// locks; an open one rejects them until the next probe is due; a half-open
+// one asks the store, which grants the fleet's probe leases.
+func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
+	v := b.v.Load()
+	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closed.Load() {
+		p := Permit{b: b, gen: v.gen}
+		if b.s.SlowCallDuration > 0 {
+			p.start = b.clock.Now()
+		}
+		return p, nil
 	}
-	return b.acquire(ctx, now)
+	return b.allowSlow(ctx, *v)
 }
 
-func (b *Breaker) permit(gen int64, lease string, now time.Time) *Permit {
-	return &Permit{b: b, gen: gen, lease: lease, start: now}
+func (b *Breaker) allowSlow(ctx context.Context, v view) (Permit, error) {
+	now := b.clock.Now()
+	switch {
+	case b.closed.Load():
+		return Permit{}, ErrClosed
+	case b.degraded.Load():
+		return b.allowLocally(v, now)
+	case !v.known:
+		return b.acquire(ctx, now)
+	case v.state == Closed || v.state == Disabled:
+		return Permit{b: b, gen: v.gen, start: now}, nil
+	case v.state == ForcedOpen:
+		return Permit{}, b.openError(v, now)
+	case now.Before(v.deadline):
+		return Permit{}, b.openError(v, now)
+	}
+	return b.acquire(ctx, now)
 }
 
 func (b *Breaker) openError(v view, now time.Time) *OpenError {
@@ -160,46 +191,42 @@ func (b *Breaker) openError(v view, now time.Time) *OpenError {
 }
 
 func (b *Breaker) request() Request {
-	return Request{Name: b.name, Instance: b.s.Instance, Settings: &b.s}
+	return Request{Name: b.name, Instance: b.s.Instance, Settings: &b.s, Known: b.v.Load().gen}
 }
 
-func (b *Breaker) acquire(ctx context.Context, now time.Time) (*Permit, error) {
+func (b *Breaker) acquire(ctx context.Context, now time.Time) (Permit, error) {
 	req := b.request()
 	req.Lease = b.s.Instance + "#" + strconv.FormatUint(b.leases.Add(1), 10)
 	rep, err := b.store.Acquire(ctx, req)
 	if err != nil {
-		if ctx.Err() != nil {
-			b.orphan(req.Lease)
-			return nil, ctx.Err()
-		}
 		// The store may still grant the lease after the call timed out;
 		// release it once the store answers, or the fleet waits for its expiry.
-		b.orphan(req.Lease)
-		b.storeFailed(err, 0)
-		return b.allowLocally(now)
+		b.orphan(req.Lease, b.v.Load().gen)
+		if ctx.Err() != nil {
+			return Permit{}, ctx.Err()
+		}
+		b.storeFailed(err)
+		return b.allowLocally(b.view(), now)
 	}
 	b.storeAnswered()
-	v := b.adopt(rep, now)
+	v := b.adopt(rep, now, false, 0)
 	switch rep.Verdict {
 	case VerdictAllow:
-		return b.permit(rep.Generation, "", now), nil
+		return Permit{b: b, gen: rep.Generation, start: now}, nil
 	case VerdictProbe:
-		return b.permit(rep.Generation, rep.Lease, now), nil
+		return Permit{b: b, gen: rep.Generation, lease: rep.Lease, start: now}, nil
 	}
-	return nil, b.openError(v, now)
+	return Permit{}, b.openError(v, now)
 }
 
 // allowLocally decides while the store is unreachable.
-func (b *Breaker) allowLocally(now time.Time) (*Permit, error) {
-	b.mu.Lock()
-	v := b.view
-	b.mu.Unlock()
+func (b *Breaker) allowLocally(v view, now time.Time) (Permit, error) {
 	switch {
 	case b.s.Fallback == FallbackOpen,
 		b.s.Fallback == FallbackLocal && b.fallback.Ready():
-		return b.permit(v.gen, "", now), nil
+		return Permit{b: b, gen: v.gen, start: now}, nil
 	}
-	return nil, &OpenError{Name: b.name, State: v.state, Generation: v.gen, Local: true}
+	return Permit{}, &OpenError{Name: b.name, State: v.state, Generation: v.gen, Local: true}
 }
 
 // Check reports whether a call would be rejected now, from this instance's
@@ -210,14 +237,13 @@ func (b *Breaker) Check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := b.clock.Now()
-	b.mu.Lock()
-	v, degraded, closed := b.view, b.degraded, b.closed
-	b.mu.Unlock()
-	switch {
-	case closed:
+	if b.closed.Load() {
 		return ErrClosed
-	case degraded:
+	}
+	v := b.view()
+	now := b.clock.Now()
+	switch {
+	case b.degraded.Load():
 		if b.s.Fallback == FallbackClosed || b.s.Fallback == FallbackLocal && !b.fallback.Ready() {
 			return &OpenError{Name: b.name, State: v.state, Generation: v.gen, Local: true}
 		}
@@ -230,47 +256,105 @@ func (b *Breaker) Check(ctx context.Context) error {
 }
 
 // Done reports the end of the permitted call with its error, classified as
-// Settings.Classify says (nil is a success). It counts the outcome in the
-// store (the fallback breaker counts it too) and returns when the store has
-// answered or failed; ctx's cancellation does not stop the report.
-func (p *Permit) Done(ctx context.Context, err error) {
-	if p == nil || !p.done.CompareAndSwap(false, true) {
+// Settings.Classify says (nil is a success). With ReportBatched it counts a
+// success locally and returns at once; a failure while closed (which may
+// trip the breaker) and a probe's result are reported at once, and Done
+// returns when the store has counted them or failed to, so that the next
+// call sees their effect. With ReportSync every outcome is reported so.
+// ctx's cancellation does not stop the report.
+func (p Permit) Done(ctx context.Context, err error) {
+	if p.b == nil {
 		return
 	}
-	p.b.done(ctx, p, p.b.classify(ctx, err))
+	o := Success
+	if err != nil {
+		o = p.b.classify(ctx, err)
+	}
+	p.b.done(ctx, &p, o)
 }
 
 func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
-	now := b.clock.Now()
-	slow := b.s.SlowCallDuration > 0 && now.Sub(p.start) >= b.s.SlowCallDuration
-	switch o {
-	case Success:
-		if slow && b.s.SlowCallRate > 0 {
-			b.fallback.Fail()
-		} else {
-			b.fallback.Success()
-		}
-	case Failure:
-		b.fallback.Fail()
-	case Ignored:
-		if p.lease == "" {
-			return
-		}
+	slow := false
+	if b.s.SlowCallDuration > 0 && !p.start.IsZero() {
+		slow = b.clock.Now().Sub(p.start) >= b.s.SlowCallDuration
 	}
-	req := b.request()
-	req.Generation = p.gen
-	req.Lease = p.lease
-	req.Results = []Result{{Outcome: o, Slow: slow}}
-	rep, err := b.store.Record(context.WithoutCancel(ctx), req)
-	if err != nil {
-		b.storeFailed(err, 1)
+	if b.degraded.Load() {
+		b.feedOne(o, slow)
+	}
+	if p.lease != "" {
+		b.probeDone(ctx, p, o, slow)
 		return
 	}
-	b.storeAnswered()
-	b.adopt(rep, now)
+	if o == Ignored {
+		return
+	}
+	urgent := b.record(p.gen, o, slow)
+	if b.s.Reporting == ReportSync || o == Failure && urgent {
+		// A failure may trip the breaker: the next call should know.
+		b.flushAndWait(ctx)
+		return
+	}
+	b.hub.schedule(b, urgent)
 }
 
-// classify applies go-circuitbreaker's markers, then Settings.Classify.
+// feedOne gives one outcome to the fallback breaker.
+func (b *Breaker) feedOne(o Outcome, slow bool) {
+	switch {
+	case o == Failure, o == Success && slow && b.s.SlowCallRate > 0:
+		b.fallback.Fail()
+	case o == Success:
+		b.fallback.Success()
+	}
+}
+
+// probeDone reports a probe's result (or releases its lease) and waits for
+// the store's answer, so that the prober's next call sees its effect.
+func (b *Breaker) probeDone(ctx context.Context, p *Permit, o Outcome, slow bool) {
+	f := &flush{gen: p.gen, lease: p.lease}
+	f.batch.Add(o, slow)
+	ch := make(chan struct{})
+	f.waiters = []chan struct{}{ch}
+	b.mu.Lock()
+	b.probes = append(b.probes, f)
+	b.mu.Unlock()
+	b.hub.schedule(b, true)
+	b.wait(ctx, ch)
+}
+
+// flushAndWait reports what is pending now and waits for the store's answer.
+func (b *Breaker) flushAndWait(ctx context.Context) {
+	ch := make(chan struct{})
+	b.mu.Lock()
+	b.waiters = append(b.waiters, ch)
+	b.mu.Unlock()
+	b.hub.schedule(b, true)
+	b.wait(ctx, ch)
+}
+
+// wait waits for ch, at most a few store timeouts: a report that could not
+// be delivered stays pending, and Done returns.
+func (b *Breaker) wait(_ context.Context, ch chan struct{}) {
+	select {
+	case <-ch:
+	case <-b.hub.done:
+	}
+}
+
+// orphan releases, once the store answers, a lease that a failed Acquire
+// may have been granted.
+func (b *Breaker) orphan(lease string, gen int64) {
+	b.mu.Lock()
+	if len(b.probes) < maxOrphans {
+		b.probes = append(b.probes, &flush{gen: gen, lease: lease})
+	}
+	b.mu.Unlock()
+	b.hub.schedule(b, false)
+}
+
+// maxOrphans bounds the lease releases kept; past it, leases expire.
+const maxOrphans = 64
+
+// classify applies the outcome markers, then Settings.Classify.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 	if err == nil {
 		return Success
@@ -316,15 +400,17 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 	defer func() {
 		if !finished {
 			r := recover()
-			if p.done.CompareAndSwap(false, true) {
-				b.done(ctx, p, Failure)
-			}
+			b.done(ctx, &p, Failure)
 			panic(r)
 		}
 	}()
 	v, err := fn(ctx)
 	finished = true
-	p.Done(ctx, err)
+	o := Success
+	if err != nil {
+		o = b.classify(ctx, err)
+	}
+	b.done(ctx, &p, o)
 	return v, err
 }
 
@@ -343,14 +429,21 @@ type Snapshot struct {
 	InState   time.Duration
 }
 
-// Snapshot reads the shared state from the store.
+// Snapshot reads the shared state from the store, the window included.
+// Outcomes this instance has not reported yet are not in it; Flush first
+// to include them.
 func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
-	rep, err := b.store.Read(ctx, b.request())
+	if b.closed.Load() {
+		return Snapshot{}, ErrClosed
+	}
+	req := b.request()
+	req.Full = true
+	rep, err := b.store.Read(ctx, req)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("breaker %q: snapshot: %w", b.name, err)
 	}
 	b.storeAnswered()
-	b.adopt(rep, b.clock.Now())
+	b.adopt(rep, b.clock.Now(), false, 0)
 	snap := Snapshot{
 		Name: b.name, State: rep.State, Generation: rep.Generation, Counts: rep.Counts,
 		Reason: rep.Reason, ChangedBy: rep.By, InState: rep.InState,
@@ -361,22 +454,83 @@ func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
 	return snap, nil
 }
 
+// Flush reports the outcomes this instance has counted and not yet
+// reported, and returns when the store has counted them, or with an error
+// when it could not be reached before ctx ended (they then stay pending).
+func (b *Breaker) Flush(ctx context.Context) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return b.flushAll(ctx, false)
+}
+
+// flushAll delivers what is pending; with once, it gives up after the
+// first failed delivery instead of trying again until ctx ends.
+func (b *Breaker) flushAll(ctx context.Context, once bool) error {
+	for {
+		ch := make(chan struct{})
+		b.mu.Lock()
+		if !b.pendingLocked() {
+			b.mu.Unlock()
+			return nil
+		}
+		b.waiters = append(b.waiters, ch)
+		b.mu.Unlock()
+		b.hub.schedule(b, true)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("breaker %q: flush: %w", b.name, ctx.Err())
+		}
+		if !b.degraded.Load() {
+			continue
+		}
+		b.mu.Lock()
+		pending := b.pendingLocked()
+		b.mu.Unlock()
+		if !pending {
+			return nil
+		}
+		if once {
+			return fmt.Errorf("breaker %q: flush: store unreachable", b.name)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("breaker %q: flush: store unreachable: %w", b.name, ctx.Err())
+		case <-time.After(retryDelay):
+		}
+	}
+}
+
 // ForceOpen holds the breaker open for the whole fleet until ForceClose or Reset.
-func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, CommandOpen) }
+func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, CommandOpen, 0) }
+
+// ForceOpenFor opens the breaker for the whole fleet for d, as a trip
+// would: it then half-opens and probes as usual.
+func (b *Breaker) ForceOpenFor(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return &SettingsError{Field: "d", Value: d, Reason: "want > 0"}
+	}
+	return b.force(ctx, CommandOpen, d)
+}
 
 // ForceClose closes the breaker for the whole fleet, clearing its counts.
-func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, CommandClose) }
+func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, CommandClose, 0) }
 
 // Disable lets every call through, fleet-wide, until ForceClose or Reset.
-func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, CommandDisable) }
+func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, CommandDisable, 0) }
 
 // Reset clears the breaker's counts, totals and windows and closes it for
 // the whole fleet. It also repairs keys that hold foreign data.
-func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, CommandReset) }
+func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, CommandReset, 0) }
 
-func (b *Breaker) force(ctx context.Context, c Command) error {
+func (b *Breaker) force(ctx context.Context, c Command, d time.Duration) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
 	req := b.request()
 	req.Command = c
+	req.OpenFor = d
 	req.Random = rand.Float64()
 	rep, err := b.store.Force(ctx, req)
 	if err != nil {
@@ -386,7 +540,7 @@ func (b *Breaker) force(ctx context.Context, c Command) error {
 		b.fallback.Reset()
 	}
 	b.storeAnswered()
-	b.adopt(rep, b.clock.Now())
+	b.adopt(rep, b.clock.Now(), false, 0)
 	return nil
 }
 
@@ -421,183 +575,27 @@ func (b *Breaker) emit(e Event) {
 	}
 }
 
-// adopt takes a store's reply as the newest view unless a newer generation
-// is already known, and announces a change of state. It returns the view.
-func (b *Breaker) adopt(rep Reply, now time.Time) view {
-	b.mu.Lock()
-	prev := b.view
-	if prev.known && rep.Generation < prev.gen {
-		b.mu.Unlock()
-		return prev
-	}
-	next := view{known: true, state: rep.State, gen: rep.Generation}
-	switch {
-	case rep.State == Open:
-		next.deadline = now.Add(rep.Wait)
-	case rep.State == HalfOpen && rep.Verdict == VerdictReject:
-		// Reject locally while the probe runs, but ask again soon: a lease
-		// may be released early, which is not announced.
-		next.deadline = now.Add(min(rep.Wait, maxProbeWait))
-	case rep.State == HalfOpen && rep.Generation == prev.gen:
-		next.deadline = prev.deadline
-	}
-	b.view = next
-	// The event is the last transition as the store recorded it; when this
-	// instance missed some, they fold into it. A breaker created anew (its
-	// keys expired or Redis lost them) records no transition: the change is
-	// then from the state this instance saw. A new instance announces only
-	// a breaker it finds not closed.
-	from := rep.From
-	if prev.known && from == rep.State {
-		from = prev.state
-	}
-	changed := rep.Generation != prev.gen && from != rep.State && (prev.known || rep.State != Closed)
-	b.mu.Unlock()
-	if changed {
-		e := Event{Kind: StateChanged, Name: b.name, From: from, To: rep.State,
-			Generation: rep.Generation, Reason: rep.Reason, Counts: rep.Counts,
-			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback}
-		if rep.State == Open {
-			e.NextProbeIn = rep.Wait
-		}
-		b.emit(e)
-	}
-	return next
-}
+// closeFlushTimeout bounds how long Close tries to deliver pending outcomes.
+const closeFlushTimeout = 5 * time.Second
 
-// storeFailed puts the breaker on its fallback; unreported outcomes are
-// counted under the same lock, so that none is lost to a concurrent recovery.
-func (b *Breaker) storeFailed(err error, unreported uint64) {
-	b.mu.Lock()
-	was := b.degraded
-	b.degraded = true
-	b.unreported += unreported
-	b.mu.Unlock()
-	if !was {
-		b.emit(Event{Kind: StoreUnavailable, Name: b.name, Err: err, Fallback: b.s.Fallback,
-			From: b.State(), To: b.State()})
-	}
-}
-
-func (b *Breaker) storeAnswered() {
-	b.mu.Lock()
-	was := b.degraded
-	b.degraded = false
-	n := b.unreported
-	b.unreported = 0
-	st := b.view.state
-	orphans := b.orphans
-	b.orphans = nil
-	if len(orphans) > 0 && !b.closed {
-		b.wg.Add(1)
-		go b.release(orphans)
-	}
-	b.mu.Unlock()
-	if was {
-		b.emit(Event{Kind: StoreRecovered, Name: b.name, Fallback: b.s.Fallback, Unreported: n,
-			From: st, To: st})
-	}
-}
-
-// maxProbeWait bounds how long a half-open breaker rejects calls locally
-// before it asks the store again.
-const maxProbeWait = time.Second
-
-// maxOrphans bounds the lease ids kept for release; past it, leases expire.
-const maxOrphans = 64
-
-// orphan keeps the id of a lease that a failed Acquire may have been granted.
-func (b *Breaker) orphan(lease string) {
-	b.mu.Lock()
-	if len(b.orphans) < maxOrphans {
-		b.orphans = append(b.orphans, lease)
-	}
-	b.mu.Unlock()
-}
-
-// release frees leases that no caller holds (an ignored outcome releases a
-// lease and counts nothing).
-func (b *Breaker) release(leases []string) {
-	defer b.wg.Done()
-	for _, lease := range leases {
-		req := b.request()
-		req.Lease = lease
-		req.Results = []Result{{Outcome: Ignored}}
-		if _, err := b.store.Record(b.ctx, req); err != nil {
-			return // the lease expires in ProbeLease
-		}
-	}
-}
-
-// notified is called by the store's subscription for every announced
-// transition (generation > 0) and whenever announcements may have been
-// missed (0). It re-reads the state from the store, never trusting the
-// announcement itself; concurrent notifications fold into one re-read.
-func (b *Breaker) notified(gen int64) {
-	b.mu.Lock()
-	if b.closed || gen > 0 && b.view.known && gen <= b.view.gen {
-		b.mu.Unlock()
-		return
-	}
-	if b.refreshing {
-		b.refreshAgain = true
-		b.mu.Unlock()
-		return
-	}
-	b.refreshing = true
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go b.refresh()
-}
-
-// refreshRetry is how long a failed re-read waits before it tries again.
-const refreshRetry = time.Second
-
-func (b *Breaker) refresh() {
-	defer b.wg.Done()
-	for {
-		rep, err := b.store.Read(b.ctx, b.request())
-		switch {
-		case err == nil:
-			b.storeAnswered()
-			b.adopt(rep, b.clock.Now())
-		case b.ctx.Err() == nil:
-			// The announcement or resubscription said the state changed:
-			// keep trying, so that this instance catches up even if it
-			// makes no call.
-			b.storeFailed(err, 0)
-			select {
-			case <-b.ctx.Done():
-			case <-time.After(refreshRetry):
-				b.mu.Lock()
-				b.refreshAgain = true
-				b.mu.Unlock()
-			}
-		}
-		b.mu.Lock()
-		if !b.refreshAgain || b.closed {
-			b.refreshing = false
-			b.mu.Unlock()
-			return
-		}
-		b.refreshAgain = false
-		b.mu.Unlock()
-	}
-}
-
-// Close stops following the shared state and waits for background
-// re-reads to end. The shared state is untouched; later calls of Allow
-// return ErrClosed.
+// Close delivers the outcomes this instance has not reported yet (one
+// attempt, of at most a few seconds; call Flush first to choose the bound), stops
+// following the shared state and releases the breaker. The shared state is
+// untouched. Later calls of every method return ErrClosed.
 func (b *Breaker) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if b.closed.Load() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+	err := b.flushAll(ctx, true)
+	cancel()
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
 	b.unwatch()
-	b.cancel()
-	b.wg.Wait()
+	b.hub.leave(b)
+	if err != nil {
+		return fmt.Errorf("breaker %q: close: outcomes not delivered: %w", b.name, err)
+	}
 	return nil
 }

@@ -51,10 +51,8 @@ type Event struct {
 	Err error
 	// Fallback is how the breaker decides while the store is away.
 	Fallback Fallback
-	// Unreported is how many outcomes this instance failed to report to the
-	// store while it was away (StoreRecovered); the local fallback counted
-	// them. A report that timed out may still have reached a hung Redis and
-	// been counted there when it resumed, so this is an upper bound of what
-	// the shared counts lack.
+	// Unreported is how many outcomes this instance held, undelivered,
+	// when the store answered again (StoreRecovered); they are delivered
+	// now, each counted exactly once.
 	Unreported uint64
 }

@@ -69,6 +69,7 @@ func ExampleBreaker_Allow() {
 	callErr := error(nil)     // ... make the call that cannot be wrapped ...
 	permit.Done(ctx, callErr) // step two: report how it ended
 
+	_ = b.Flush(ctx) // successes are reported in batches; deliver this one now
 	snap, _ := b.Snapshot(ctx)
 	fmt.Println(snap.State, snap.Counts.Successes)
 	// Output: closed 1

@@ -38,8 +38,8 @@ var errFleetDown = errors.New("dependency down")
 // which script a store runs.
 var fleetScripts = func() map[string]string {
 	m := map[string]string{}
-	for name, src := range map[string]string{"acquire": lua.Acquire, "record": lua.Record,
-		"force": lua.Force, "read": lua.Read} {
+	for name, src := range map[string]string{"acquire": lua.Acquire(), "record": lua.Record(),
+		"force": lua.Force(), "read": lua.Read()} {
 		sum := sha1.Sum([]byte(src))
 		m[hex.EncodeToString(sum[:])] = name
 	}
@@ -76,8 +76,31 @@ func (h *fleetHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook counts the scripts of a pipeline, and its HMGETs as
+// reads (a plain read is HMGET and TIME, without a script).
 func (h *fleetHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var names []string
+		for _, cmd := range cmds {
+			args := cmd.Args()
+			switch {
+			case strings.EqualFold(cmd.Name(), "evalsha") && len(args) > 1:
+				if sha, ok := args[1].(string); ok {
+					names = append(names, fleetScripts[sha]+".")
+				}
+			case strings.EqualFold(cmd.Name(), "hmget"):
+				names = append(names, "read.")
+			}
+		}
+		for _, n := range names {
+			h.count(&h.starts, n)
+		}
+		err := next(ctx, cmds)
+		for _, n := range names {
+			h.count(&h.ends, n)
+		}
+		return err
+	}
 }
 
 func (h *fleetHook) count(m *map[string]int, script string) {
@@ -137,6 +160,7 @@ func fleetAttach(t *testing.T, client redis.UniversalClient, name string, s brea
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	in.b = b
+	track(t, b)
 	b.Listen(func(e breaker.Event) {
 		select {
 		case in.events <- e:
@@ -215,6 +239,10 @@ func fleetDrain(in *fleetInstance) []breaker.Event {
 
 func fleetSnapshot(t *testing.T, b *breaker.Breaker) breaker.Snapshot {
 	t.Helper()
+	flushAll(t)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
 	s, err := b.Snapshot(context.Background())
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
@@ -302,9 +330,9 @@ func TestFleetConcurrentFailuresTripOnce(t *testing.T) {
 	}
 	before := fleetSnapshot(t, fleet[0].b)
 
-	all := make([][]*breaker.Permit, instances)
+	all := make([][]breaker.Permit, instances)
 	for i, in := range fleet {
-		all[i] = make([]*breaker.Permit, permits)
+		all[i] = make([]breaker.Permit, permits)
 		for j := range all[i] {
 			p, err := in.b.Allow(ctx)
 			if err != nil {
@@ -337,8 +365,19 @@ func TestFleetConcurrentFailuresTripOnce(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d failures reported by %d goroutines in %v", instances*permits, instances*workers, time.Since(began))
 
+	// Outcomes reported after the trip wait in batches: deliver them all.
+	for _, in := range fleet {
+		if err := in.b.Flush(ctx); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+	}
 	snap := fleetSnapshot(t, fleet[0].b)
 	c := snap.Counts
+	// The failures that tripped the breaker are those of the batches counted
+	// before the trip: at least the threshold; every later one is stale.
+	if c.PreviousFailures < threshold || c.PreviousFailures > instances*workers*threshold {
+		t.Errorf("Snapshot PreviousFailures: got %d, want at least %d", c.PreviousFailures, threshold)
+	}
 	for _, tc := range []struct {
 		what      string
 		got, want interface{}
@@ -348,8 +387,7 @@ func TestFleetConcurrentFailuresTripOnce(t *testing.T) {
 		{"Generation", snap.Generation, before.Generation + 1},
 		{"TotalFailures", c.TotalFailures, uint64(instances * permits)},
 		{"TotalSuccesses", c.TotalSuccesses, uint64(0)},
-		{"TotalStale", c.TotalStale, uint64(instances*permits - threshold)},
-		{"PreviousFailures", c.PreviousFailures, uint64(threshold)},
+		{"TotalStale", c.TotalStale, uint64(instances*permits) - c.PreviousFailures},
 		{"Trips", c.Trips, uint64(1)},
 	} {
 		if tc.got != tc.want {
@@ -402,7 +440,7 @@ collect:
 // the time until, pausing after a rejection for at most 10ms (less when
 // the rejection says a place frees sooner). It returns the probe permits
 // granted and how many plain (non-probe) permits were.
-func fleetHammer(t *testing.T, fleet []*fleetInstance, until time.Time) (probes []*breaker.Permit, plain int) {
+func fleetHammer(t *testing.T, fleet []*fleetInstance, until time.Time) (probes []breaker.Permit, plain int) {
 	t.Helper()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -549,7 +587,7 @@ func TestFleetHalfOpenProbeLeases(t *testing.T) {
 			for i, in := range fleet {
 				p, err := in.b.Allow(ctx)
 				if err != nil || p.Probe() {
-					t.Fatalf("instance %d after close: Allow = %v, probe %v; want a plain permit", i, err, p != nil && p.Probe())
+					t.Fatalf("instance %d after close: Allow = %v, probe %v; want a plain permit", i, err, p.Probe())
 				}
 				p.Done(ctx, nil)
 			}
@@ -595,9 +633,9 @@ func TestFleetClockSkew(t *testing.T) {
 	}
 	// allowAll asks every instance once and returns the permits (nil for a
 	// rejection) and the rejections' NextProbeIn.
-	allowAll := func(step string) ([]*breaker.Permit, []time.Duration) {
+	allowAll := func(step string) ([]breaker.Permit, []time.Duration) {
 		t.Helper()
-		permits := make([]*breaker.Permit, len(fleet))
+		permits := make([]breaker.Permit, len(fleet))
 		waits := make([]time.Duration, len(fleet))
 		for i, in := range fleet {
 			p, err := in.b.Allow(ctx)
@@ -632,7 +670,7 @@ func TestFleetClockSkew(t *testing.T) {
 	// Closed: everyone admits.
 	permits, _ := allowAll("closed")
 	for i, p := range permits {
-		if p == nil || p.Probe() {
+		if p == (breaker.Permit{}) || p.Probe() {
 			t.Fatalf("closed: instance %s: got %v, want a plain permit", fleet[i].b.Instance(), p)
 		}
 		p.Done(ctx, nil)
@@ -655,7 +693,7 @@ func TestFleetClockSkew(t *testing.T) {
 	}
 	permits, waits := allowAll("open")
 	for i, p := range permits {
-		if p != nil {
+		if p != (breaker.Permit{}) {
 			t.Fatalf("open: instance %s admitted a call", fleet[i].b.Instance())
 		}
 	}
@@ -673,7 +711,7 @@ func TestFleetClockSkew(t *testing.T) {
 			after.State, after.NextProbeIn, open)
 	}
 	for i, p := range permits {
-		if p != nil {
+		if p != (breaker.Permit{}) {
 			t.Fatalf("open, local clocks an hour on: instance %s admitted a call", fleet[i].b.Instance())
 		}
 	}
@@ -687,21 +725,21 @@ func TestFleetClockSkew(t *testing.T) {
 	began := time.Now()
 	permits, waits = allowAll("half-open")
 	took := time.Since(began)
-	var probe *breaker.Permit
+	var probe breaker.Permit
 	var rejected []time.Duration
 	for i, p := range permits {
 		switch {
-		case p == nil:
+		case p == (breaker.Permit{}):
 			rejected = append(rejected, waits[i])
 		case !p.Probe():
 			t.Fatalf("half-open: instance %s got a plain permit", fleet[i].b.Instance())
-		case probe != nil:
+		case probe != (breaker.Permit{}):
 			t.Fatalf("half-open: a second probe, for instance %s", fleet[i].b.Instance())
 		default:
 			probe = p
 		}
 	}
-	if probe == nil {
+	if probe == (breaker.Permit{}) {
 		t.Fatal("half-open: no instance got the probe")
 	}
 	// A half-open rejection is decided locally for at most a second (the
@@ -714,7 +752,7 @@ func TestFleetClockSkew(t *testing.T) {
 	fleetAwaitAll(t, fleet, breaker.Closed)
 	permits, _ = allowAll("closed again")
 	for i, p := range permits {
-		if p == nil || p.Probe() {
+		if p == (breaker.Permit{}) || p.Probe() {
 			t.Fatalf("closed again: instance %s: got %v, want a plain permit", fleet[i].b.Instance(), p)
 		}
 		p.Done(ctx, nil)
@@ -794,8 +832,8 @@ func TestFleetRedisOutage(t *testing.T) {
 		if admitted != tc.admitted {
 			t.Errorf("%v: %d of %d calls admitted while Redis is down, want %d", tc.fallback, admitted, rounds, tc.admitted)
 		}
-		if bound := 1 + int(elapsed/cooldown); attempts < min(1, tc.admitted) || attempts > bound {
-			t.Errorf("%v: %d Redis attempts in %v for %d calls, want 1 to %d (one per cooldown of %v)",
+		if bound := 1 + int(elapsed/cooldown); attempts > bound {
+			t.Errorf("%v: %d Redis attempts in %v for %d calls, want at most %d (one per cooldown of %v)",
 				tc.fallback, attempts, elapsed, rounds, bound, cooldown)
 		}
 		evs := fleetDrain(in)
@@ -817,22 +855,21 @@ func TestFleetRedisOutage(t *testing.T) {
 				tc.fallback, e.Unreported, e.Fallback, tc.admitted, tc.fallback)
 		}
 	}
+	// Redis restarted empty: the outcomes counted before are gone, and
+	// every outcome the instances held while it was away is delivered once,
+	// to the breaker the store starts anew (counted as current: the store
+	// forgot their generation, which does not make them stale).
+	held := 0
+	for _, tc := range cases {
+		held += tc.admitted
+	}
 	after := fleetSnapshot(t, fleet[0].b)
-	if after.Generation <= before.Generation || after.State != breaker.Closed {
-		t.Errorf("after the restart: state %v generation %d, want closed and a generation > %d",
-			after.State, after.Generation, before.Generation)
+	if after.Generation <= before.Generation || after.Counts.TotalFailures != uint64(held) || after.Counts.TotalSuccesses != 0 {
+		t.Errorf("after the restart: generation %d, TotalFailures %d, TotalSuccesses %d; want a generation > %d, %d, 0",
+			after.Generation, after.Counts.TotalFailures, after.Counts.TotalSuccesses, before.Generation, held)
 	}
-	for i, in := range fleet {
-		p, err := in.b.Allow(ctx)
-		if err != nil {
-			t.Fatalf("%v: Allow after recovery: %v", cases[i].fallback, err)
-		}
-		p.Done(ctx, errFleetDown)
-	}
-	snap := fleetSnapshot(t, fleet[0].b)
-	if c := snap.Counts; c.Failures != 3 || c.ConsecutiveFailures != 3 || c.TotalFailures != 3 || snap.Generation != after.Generation {
-		t.Errorf("after recovery, 3 failures: Failures %d, ConsecutiveFailures %d, TotalFailures %d, gen %d; want 3, 3, 3, gen %d",
-			c.Failures, c.ConsecutiveFailures, c.TotalFailures, snap.Generation, after.Generation)
+	for i := range fleet {
+		fleetDrain(fleet[i]) // transitions of the new breaker
 	}
 	for i, in := range fleet {
 		_ = in.b.Close()
@@ -935,8 +972,9 @@ func fleetHung(t *testing.T, client func(*redis.Options)) {
 	if bound := 1 + int(elapsed/cooldown); attempts < 0 || attempts > bound {
 		t.Errorf("%d Redis attempts in %v while Redis hangs, want at most %d (one per cooldown of %v)", attempts, elapsed, bound, cooldown)
 	}
-	if snap := fleetSnapshot(t, in.b); snap.State != breaker.Closed {
-		t.Errorf("after thaw: state %v, want closed", snap.State)
+	// Every failure reported while Redis hung is delivered once it answers.
+	if snap := fleetSnapshot(t, in.b); snap.Counts.TotalFailures < uint64(calls) {
+		t.Errorf("after thaw: TotalFailures %d, want at least the %d made while Redis hung", snap.Counts.TotalFailures, calls)
 	}
 }
 
@@ -1135,8 +1173,9 @@ func TestFleetForeignData(t *testing.T) {
 	cases := []struct {
 		name  string
 		write func(keys []string) error
+		cold  bool // a key only Snapshot and the operator's commands read
 	}{
-		{"string at the state key", func(k []string) error { return raw.Set(ctx, k[state], "hello", 0).Err() }},
+		{"string at the state key", func(k []string) error { return raw.Set(ctx, k[state], "hello", 0).Err() }, false},
 		{"zset at the state key", func(k []string) error {
 			_, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Del(ctx, k[state])
@@ -1144,8 +1183,8 @@ func TestFleetForeignData(t *testing.T) {
 				return nil
 			})
 			return err
-		}},
-		{"hash with an unknown state", func(k []string) error { return raw.HSet(ctx, k[state], "st", "exploded").Err() }},
+		}, false},
+		{"hash with an unknown state", func(k []string) error { return raw.HSet(ctx, k[state], "st", "exploded").Err() }, false},
 		{"hash lacking fields", func(k []string) error {
 			_, err := raw.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Del(ctx, k[state])
@@ -1153,12 +1192,12 @@ func TestFleetForeignData(t *testing.T) {
 				return nil
 			})
 			return err
-		}},
-		{"generation not a number", func(k []string) error { return raw.HSet(ctx, k[state], "gen", "soon").Err() }},
-		{"string at the window key", func(k []string) error { return raw.Set(ctx, k[window], "x", 0).Err() }},
-		{"window bucket not a number", func(k []string) error { return raw.HSet(ctx, k[window], "t0", "many").Err() }},
-		{"hash at the troubled-instances key", func(k []string) error { return raw.HSet(ctx, k[troubled], "a", "b").Err() }},
-		{"list at the lease key", func(k []string) error { return raw.RPush(ctx, k[leases], "x").Err() }},
+		}, false},
+		{"generation not a number", func(k []string) error { return raw.HSet(ctx, k[state], "gen", "soon").Err() }, false},
+		{"string at the window key", func(k []string) error { return raw.Set(ctx, k[window], "x", 0).Err() }, false},
+		{"window bucket not a number", func(k []string) error { return raw.HSet(ctx, k[window], "t0", "many").Err() }, false},
+		{"hash at the troubled-instances key", func(k []string) error { return raw.HSet(ctx, k[troubled], "a", "b").Err() }, true},
+		{"list at the lease key", func(k []string) error { return raw.RPush(ctx, k[leases], "x").Err() }, true},
 	}
 	for _, tc := range cases {
 		tc := tc
@@ -1179,14 +1218,25 @@ func TestFleetForeignData(t *testing.T) {
 			if !errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("Snapshot: got %v, want an error matching store.ErrCorrupt only", err)
 			}
+			if err := in.b.ForceOpen(ctx); !errors.Is(err, store.ErrCorrupt) {
+				t.Errorf("ForceOpen on foreign data: got %v, want an error matching store.ErrCorrupt", err)
+			}
+			if tc.cold {
+				// The hot path's scripts do not read this key (it is used
+				// with a quorum, or while half-open): calls go on.
+				if err := in.b.Reset(ctx); err != nil {
+					t.Fatalf("Reset: %v", err)
+				}
+				if typ := raw.Type(ctx, keys[state]).Val(); typ != "hash" {
+					t.Errorf("after Reset: state key is a %s, want a hash", typ)
+				}
+				return
+			}
 			p, err := in.b.Allow(ctx)
 			if err != nil {
 				t.Fatalf("Allow on foreign data: got %v, want a permit from the local fallback", err)
 			}
 			p.Done(ctx, errFleetDown)
-			if err := in.b.ForceOpen(ctx); !errors.Is(err, store.ErrCorrupt) {
-				t.Errorf("ForceOpen on foreign data: got %v, want an error matching store.ErrCorrupt", err)
-			}
 			e := fleetAwait(t, in, "store-unavailable", func(e breaker.Event) bool { return e.Kind == breaker.StoreUnavailable })
 			if !errors.Is(e.Err, store.ErrCorrupt) {
 				t.Errorf("store-unavailable event: Err %v, want one matching store.ErrCorrupt", e.Err)
@@ -1215,8 +1265,11 @@ func TestFleetForeignData(t *testing.T) {
 				t.Fatalf("Allow after Reset: %v", err)
 			}
 			p.Done(ctx, errFleetDown)
-			if snap := fleetSnapshot(t, maker.b); snap.Counts.Failures != 1 || snap.Generation != fleetSnapshot(t, in.b).Generation {
-				t.Errorf("after Reset, one failure: Failures %d, want 1, seen alike by every instance", snap.Counts.Failures)
+			// The failure that waited while the keys were foreign was admitted
+			// under no known generation: it is delivered after the reset and
+			// counted, with the new one.
+			if snap := fleetSnapshot(t, maker.b); snap.Counts.Failures != 2 || snap.Generation != fleetSnapshot(t, in.b).Generation {
+				t.Errorf("after Reset, one failure: Failures %d, want 2 (with the one that waited), seen alike by every instance", snap.Counts.Failures)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,7 +65,33 @@ func (e *mini) instance(name string, s breaker.Settings) *breaker.Breaker {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { b.Close() })
+	track(e.t, b)
 	return b
+}
+
+// tracked holds each test's breakers, so that a snapshot can include the
+// outcomes every instance of the test has not reported yet.
+var tracked sync.Map // *testing.T -> *[]*breaker.Breaker
+
+func track(t *testing.T, b *breaker.Breaker) {
+	v, _ := tracked.LoadOrStore(t, &[]*breaker.Breaker{})
+	list := v.(*[]*breaker.Breaker)
+	*list = append(*list, b)
+	t.Cleanup(func() { tracked.Delete(t) })
+}
+
+// flushAll reports what every tracked instance of t has not reported yet.
+func flushAll(t *testing.T) {
+	t.Helper()
+	v, ok := tracked.Load(t)
+	if !ok {
+		return
+	}
+	for _, b := range *v.(*[]*breaker.Breaker) {
+		if err := b.Flush(context.Background()); err != nil && !errors.Is(err, breaker.ErrClosed) {
+			t.Fatal(err)
+		}
+	}
 }
 
 func call(b *breaker.Breaker, err error) error {
@@ -76,6 +103,10 @@ func call(b *breaker.Breaker, err error) error {
 
 func snapshot(t *testing.T, b *breaker.Breaker) breaker.Snapshot {
 	t.Helper()
+	flushAll(t)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	s, err := b.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -113,6 +113,48 @@ type Settings struct {
 	Instance string
 	// Clock is the local clock (default: the system clock).
 	Clock Clock
+	// Reporting says how outcomes reach the store (default ReportBatched).
+	Reporting Reporting
+	// FlushInterval is how long a batched breaker gathers outcomes before it
+	// reports them (default 5ms). Failures in the closed state and probe
+	// results are reported at once.
+	FlushInterval time.Duration
+	// MaxBatch reports a batch at once when it holds this many outcomes
+	// (default 1000).
+	MaxBatch int
+	// RefreshInterval bounds how stale this instance's view may grow when
+	// pub/sub is silent: a breaker that heard nothing from the store for
+	// this long reads its state (default 5s).
+	RefreshInterval time.Duration
+}
+
+// Reporting says how a breaker reports outcomes to its store.
+type Reporting int
+
+const (
+	// ReportBatched counts outcomes locally and reports them in batches,
+	// one store call per breaker per FlushInterval at most, at once when an
+	// outcome may change the shared decision (a failure while closed, a
+	// probe's result: their Done waits for the store's answer). A closed
+	// breaker's successful calls then cost no I/O. Every
+	// outcome is counted exactly once: a batch carries the instance and a
+	// sequence number, and batches that could not be delivered wait for the
+	// store.
+	ReportBatched Reporting = iota
+	// ReportSync reports every outcome before Done returns, so that the
+	// next call sees its effect; concurrent outcomes share a store call.
+	ReportSync
+)
+
+// String returns "batched" or "sync".
+func (r Reporting) String() string {
+	switch r {
+	case ReportBatched:
+		return "batched"
+	case ReportSync:
+		return "sync"
+	}
+	return fmt.Sprintf("Reporting(%d)", int(r))
 }
 
 // Defaults of Settings.
@@ -123,6 +165,9 @@ const (
 	DefaultWindowBuckets       = 10
 	DefaultOpenDuration        = 60 * time.Second
 	DefaultProbeLease          = 30 * time.Second
+	DefaultFlushInterval       = 5 * time.Millisecond
+	DefaultMaxBatch            = 1000
+	DefaultRefreshInterval     = 5 * time.Second
 )
 
 // normalize validates s and returns it with defaults applied.
@@ -133,9 +178,9 @@ func (s Settings) normalize() (Settings, error) {
 	switch {
 	case s.ConsecutiveFailures < Off:
 		return s, bad("ConsecutiveFailures", s.ConsecutiveFailures, "want > 0, 0 for the default, or Off")
-	case s.FailureRate < 0 || s.FailureRate > 1:
+	case s.FailureRate != s.FailureRate || s.FailureRate < 0 || s.FailureRate > 1:
 		return s, bad("FailureRate", s.FailureRate, "want 0 < rate <= 1, or 0 for off")
-	case s.SlowCallRate < 0 || s.SlowCallRate > 1:
+	case s.SlowCallRate != s.SlowCallRate || s.SlowCallRate < 0 || s.SlowCallRate > 1:
 		return s, bad("SlowCallRate", s.SlowCallRate, "want 0 < rate <= 1, or 0 for off")
 	case s.SlowCallDuration < 0:
 		return s, bad("SlowCallDuration", s.SlowCallDuration, "want >= 0")
@@ -153,7 +198,7 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("OpenDuration", s.OpenDuration, "want > 0, or 0 for the default")
 	case s.MaxOpenDuration < 0:
 		return s, bad("MaxOpenDuration", s.MaxOpenDuration, "want >= OpenDuration, or 0 for no growth")
-	case s.OpenJitter < 0 || s.OpenJitter >= 1:
+	case s.OpenJitter != s.OpenJitter || s.OpenJitter < 0 || s.OpenJitter >= 1:
 		return s, bad("OpenJitter", s.OpenJitter, "want 0 <= jitter < 1")
 	case s.MaxProbes < 0:
 		return s, bad("MaxProbes", s.MaxProbes, "want >= 1, or 0 for the default")
@@ -163,6 +208,14 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("ProbeLease", s.ProbeLease, "want > 0, or 0 for the default")
 	case s.Fallback < FallbackLocal || s.Fallback > FallbackClosed:
 		return s, bad("Fallback", s.Fallback, "want FallbackLocal, FallbackOpen or FallbackClosed")
+	case s.Reporting < ReportBatched || s.Reporting > ReportSync:
+		return s, bad("Reporting", s.Reporting, "want ReportBatched or ReportSync")
+	case s.FlushInterval < 0:
+		return s, bad("FlushInterval", s.FlushInterval, "want > 0, or 0 for the default")
+	case s.MaxBatch < 0 || s.MaxBatch > maxBatch:
+		return s, bad("MaxBatch", s.MaxBatch, fmt.Sprintf("want 1 to %d, or 0 for the default", maxBatch))
+	case s.RefreshInterval < 0:
+		return s, bad("RefreshInterval", s.RefreshInterval, "want > 0, or 0 for the default")
 	case strings.ContainsAny(s.Instance, " \t\r\n"):
 		return s, bad("Instance", s.Instance, "want no white space")
 	}
@@ -195,6 +248,15 @@ func (s Settings) normalize() (Settings, error) {
 	}
 	if s.ProbeLease == 0 {
 		s.ProbeLease = DefaultProbeLease
+	}
+	if s.FlushInterval == 0 {
+		s.FlushInterval = DefaultFlushInterval
+	}
+	if s.MaxBatch == 0 {
+		s.MaxBatch = DefaultMaxBatch
+	}
+	if s.RefreshInterval == 0 {
+		s.RefreshInterval = DefaultRefreshInterval
 	}
 	if s.Clock == nil {
 		s.Clock = realClock{}

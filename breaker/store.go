@@ -7,17 +7,26 @@ import (
 
 // Store keeps the shared state of breakers. Package store implements it on
 // Redis; every method that changes state does so atomically, in one step.
+// Users pass a Store to New and need nothing else of this file; it is the
+// contract between a Breaker and the store that keeps its state.
 type Store interface {
 	// Acquire asks whether a call may run now and grants a probe lease
 	// (Request.Lease) when the breaker is half-open.
 	Acquire(ctx context.Context, req Request) (Reply, error)
-	// Record counts Request.Results, admitted under Request.Generation, and
-	// releases Request.Lease.
+	// Record counts Request.Batch, admitted under Request.Generation, at
+	// most once per (Request.Instance, Request.Seq), and releases
+	// Request.Lease.
 	Record(ctx context.Context, req Request) (Reply, error)
 	// Force carries out Request.Command for the whole fleet.
 	Force(ctx context.Context, req Request) (Reply, error)
-	// Read returns the breaker's shared state.
+	// Read returns the breaker's shared state without changing anything; a
+	// breaker the store does not hold reads as closed, generation 0. The
+	// window and troubled instances are read only when Request.Full is set.
 	Read(ctx context.Context, req Request) (Reply, error)
+	// Do carries out ops (OpRecord and OpRead only), in one round trip
+	// where the store can, and sets each op's Reply or Err. Ops of one
+	// breaker are carried out in their order.
+	Do(ctx context.Context, ops []Op)
 	// Watch calls notify with the generation of every transition of the
 	// named breaker that is announced, and with 0 whenever announcements may
 	// have been missed (after a new subscription), until cancel is called.
@@ -25,23 +34,112 @@ type Store interface {
 	Watch(name string, notify func(generation int64)) (cancel func())
 }
 
-// Request is what a Breaker asks of its Store.
-type Request struct {
-	Name       string
-	Instance   string    // the asking instance
-	Settings   *Settings // with defaults applied
-	Lease      string    // Acquire: the lease id to grant; Record: the lease to release
-	Generation int64     // Record: the generation the results were admitted under
-	Results    []Result  // Record: outcomes in the order they happened
-	Command    Command   // Force
-	Random     float64   // a number in [0, 1) for the open duration's jitter
+// OpKind names what an Op asks of a Store.
+type OpKind int
+
+const (
+	// OpRecord is a Record.
+	OpRecord OpKind = iota + 1
+	// OpRead is a Read.
+	OpRead
+)
+
+// Op is one request of a Store.Do call and its answer.
+type Op struct {
+	Kind    OpKind
+	Request Request
+	Reply   Reply
+	Err     error
 }
 
-// Result is one call's outcome as sent to the store.
-type Result struct {
-	Outcome Outcome
-	Slow    bool // the call took at least Settings.SlowCallDuration
+// Request is what a Breaker asks of its Store.
+type Request struct {
+	Name     string
+	Instance string    // the asking instance
+	Settings *Settings // with defaults applied
+	// Known is the generation the instance knows (0 when none). A store
+	// whose generation is below it went back in time (restored, failed
+	// over to a lagging replica) and moves its generation past Known.
+	Known      int64
+	Lease      string // Acquire: the lease id to grant; Record: the lease to release
+	Generation int64  // Record: the generation Batch was admitted under (0: unknown)
+	// Seq orders an instance's Records (0: none). The store applies each
+	// (Instance, Seq) at most once, and none at or below a Seq it applied.
+	Seq     int64
+	Batch   Batch   // Record: the outcomes
+	Command Command // Force
+	// OpenFor is how long CommandOpen opens the breaker, as a trip would
+	// (0: until closed).
+	OpenFor time.Duration
+	Random  float64 // a number in [0, 1) for the open duration's jitter
+	Full    bool    // Read: read the window and troubled instances too
 }
+
+// Batch is a run of outcomes one instance saw under one generation, as
+// counts, with their order as far as the consecutive-failures policy needs it.
+type Batch struct {
+	Successes, Failures uint64
+	Slow                uint64 // calls (successes or failures) that were slow
+	// Lead counts the failures before the first success, Trail those after
+	// the last one (both are Failures when there is no success), and Run
+	// the longest run of failures between two successes.
+	Lead, Trail, Run uint64
+	// SuccessAge is how long ago the last success happened, when the batch
+	// is sent: a store orders it against other instances' failures by it.
+	SuccessAge time.Duration
+}
+
+// Add appends one outcome to b; Ignored outcomes are not counted.
+func (b *Batch) Add(o Outcome, slow bool) {
+	switch o {
+	case Success:
+		if b.Successes > 0 {
+			b.Run = max(b.Run, b.Trail)
+		}
+		b.Successes++
+		b.Trail = 0
+	case Failure:
+		if b.Successes == 0 {
+			b.Lead++
+		}
+		b.Failures++
+		b.Trail++
+	default:
+		return
+	}
+	if slow {
+		b.Slow++
+	}
+}
+
+// Append appends the outcomes of c, which happened after b's.
+func (b *Batch) Append(c Batch) {
+	switch {
+	case c.Successes+c.Failures == 0:
+		return
+	case b.Successes == 0 && c.Successes == 0:
+		b.Lead += c.Failures
+		b.Trail += c.Failures
+	case b.Successes == 0:
+		b.Lead += c.Lead
+		b.Trail = c.Trail
+		b.Run = c.Run
+	case c.Successes == 0:
+		b.Trail += c.Failures
+	default:
+		b.Run = max(b.Run, b.Trail+c.Lead, c.Run)
+		b.Trail = c.Trail
+	}
+	b.Successes += c.Successes
+	b.Failures += c.Failures
+	b.Slow += c.Slow
+	if c.Successes > 0 {
+		b.SuccessAge = c.SuccessAge
+	}
+}
+
+// Len returns how many outcomes b counts.
+func (b Batch) Len() uint64 { return b.Successes + b.Failures }
 
 // Command is an operator's command for the whole fleet.
 type Command int
@@ -61,16 +159,17 @@ const (
 type Verdict string
 
 // Verdicts. Acquire answers VerdictAllow, VerdictProbe or VerdictReject;
-// Record answers VerdictCounted, VerdictStale or VerdictPartial (some results
-// were stale); Force and Read answer VerdictOK.
+// Record answers VerdictCounted, VerdictStale (the batch's generation
+// ended) or VerdictDuplicate (this Seq was applied before); Force and Read
+// answer VerdictOK.
 const (
-	VerdictAllow   Verdict = "allow"
-	VerdictProbe   Verdict = "probe"
-	VerdictReject  Verdict = "reject"
-	VerdictCounted Verdict = "counted"
-	VerdictStale   Verdict = "stale"
-	VerdictPartial Verdict = "partial"
-	VerdictOK      Verdict = "ok"
+	VerdictAllow     Verdict = "allow"
+	VerdictProbe     Verdict = "probe"
+	VerdictReject    Verdict = "reject"
+	VerdictCounted   Verdict = "counted"
+	VerdictStale     Verdict = "stale"
+	VerdictDuplicate Verdict = "duplicate"
+	VerdictOK        Verdict = "ok"
 )
 
 // Reply is the shared state of a breaker as a store saw it while answering.

@@ -6,71 +6,153 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/breakwater-go/breakwater/breaker"
 )
 
-// flakyStore answers Acquire and Read, and fails every Record.
-type flakyStore struct{}
+// lossyStore is a store whose deliveries fail while it is down: some
+// before they reach it, some after it counted them (the answer was lost).
+// It applies each (instance, seq) at most once, as the contract says, and
+// counts what it applied.
+type lossyStore struct {
+	down atomic.Bool
+	n    atomic.Int64
 
-func (f *flakyStore) reply(v breaker.Verdict) breaker.Reply {
+	mu       sync.Mutex
+	lastSeq  map[string]int64
+	counted  uint64
+	resent   int // batches seen again after a lost answer
+	sameSeqs bool
+	sent     map[int64]breaker.Batch
+}
+
+func newLossyStore() *lossyStore {
+	return &lossyStore{lastSeq: map[string]int64{}, sent: map[int64]breaker.Batch{}, sameSeqs: true}
+}
+
+var errLossy = errors.New("lossy: redis unavailable")
+
+func (f *lossyStore) reply(v breaker.Verdict) breaker.Reply {
 	return breaker.Reply{Verdict: v, State: breaker.Closed, Generation: 1, From: breaker.Closed}
 }
-func (f *flakyStore) Acquire(context.Context, breaker.Request) (breaker.Reply, error) {
+func (f *lossyStore) Acquire(context.Context, breaker.Request) (breaker.Reply, error) {
 	return f.reply(breaker.VerdictAllow), nil
 }
-func (f *flakyStore) Record(context.Context, breaker.Request) (breaker.Reply, error) {
-	return breaker.Reply{}, errors.New("store: redis unavailable")
+func (f *lossyStore) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	ops := []breaker.Op{{Kind: breaker.OpRecord, Request: req}}
+	f.Do(ctx, ops)
+	return ops[0].Reply, ops[0].Err
 }
-func (f *flakyStore) Force(context.Context, breaker.Request) (breaker.Reply, error) {
+func (f *lossyStore) Force(context.Context, breaker.Request) (breaker.Reply, error) {
 	return f.reply(breaker.VerdictOK), nil
 }
-func (f *flakyStore) Read(context.Context, breaker.Request) (breaker.Reply, error) {
+func (f *lossyStore) Read(context.Context, breaker.Request) (breaker.Reply, error) {
+	if f.down.Load() {
+		return breaker.Reply{}, errLossy
+	}
 	return f.reply(breaker.VerdictOK), nil
 }
-func (f *flakyStore) Watch(string, func(int64)) func() { return func() {} }
+func (f *lossyStore) Do(ctx context.Context, ops []breaker.Op) {
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind == breaker.OpRead {
+			op.Reply, op.Err = f.Read(ctx, op.Request)
+			continue
+		}
+		k := f.n.Add(1)
+		down := f.down.Load()
+		if down && k%2 == 0 { // lost on the way
+			op.Err = errLossy
+			continue
+		}
+		f.mu.Lock()
+		req := op.Request
+		if prev, seen := f.sent[req.Seq]; seen && prev != req.Batch {
+			f.sameSeqs = false // a sequence number reused for other outcomes
+		}
+		f.sent[req.Seq] = req.Batch
+		if req.Seq > f.lastSeq[req.Instance] {
+			f.lastSeq[req.Instance] = req.Seq
+			f.counted += req.Batch.Len()
+			op.Reply = f.reply(breaker.VerdictCounted)
+		} else {
+			f.resent++
+			op.Reply = f.reply(breaker.VerdictDuplicate)
+		}
+		f.mu.Unlock()
+		if down { // counted, but the answer is lost
+			op.Reply, op.Err = breaker.Reply{}, errLossy
+		}
+	}
+}
+func (f *lossyStore) Watch(string, func(int64)) func() { return func() {} }
 
-// Every outcome whose report failed must show up in some StoreRecovered
-// event's Unreported, even while other calls find the store answering.
-func TestUnreportedNotLost(t *testing.T) {
-	b, err := breaker.New("x", &flakyStore{}, breaker.Settings{Fallback: breaker.FallbackOpen, ConsecutiveFailures: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	var unreported atomic.Uint64
-	b.Listen(func(e breaker.Event) {
-		if e.Kind == breaker.StoreRecovered {
-			unreported.Add(e.Unreported)
-		}
-	})
-	const n = 20000
-	ctx := context.Background()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // another caller whose store calls succeed
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+// TestOutcomesCountedExactlyOnce: while deliveries fail, before or after
+// the store counted them, outcomes wait and are sent again under the same
+// sequence number; once the store answers, every outcome is counted once.
+func TestOutcomesCountedExactlyOnce(t *testing.T) {
+	for _, mode := range []breaker.Reporting{breaker.ReportBatched, breaker.ReportSync} {
+		t.Run(mode.String(), func(t *testing.T) {
+			st := newLossyStore()
+			b, err := breaker.New("x", st, breaker.Settings{Fallback: breaker.FallbackOpen, Reporting: mode,
+				ConsecutiveFailures: 1000000, FlushInterval: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
 			}
-			_, _ = b.Snapshot(ctx)
-		}
-	}()
-	for i := 0; i < n; i++ {
-		p, err := b.Allow(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Done(ctx, nil)
-	}
-	close(stop)
-	wg.Wait()
-	_, _ = b.Snapshot(ctx) // reports what is still pending
-	if got := unreported.Load(); got != n {
-		t.Errorf("sum of StoreRecovered.Unreported = %d, want %d (every Record failed)", got, n)
+			defer b.Close()
+			const n, workers = 20000, 4
+			ctx := context.Background()
+			work := func(count int) {
+				var wg sync.WaitGroup
+				for w := 0; w < workers; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < count/workers; i++ {
+							p, err := b.Allow(ctx)
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if i%3 == 0 {
+								p.Done(ctx, errors.New("boom"))
+							} else {
+								p.Done(ctx, nil)
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			work(n / 2)
+			// Down: deliveries fail, some after the store counted them.
+			st.down.Store(true)
+			attempts := st.n.Load()
+			work(n / 4)
+			deadline := time.Now().Add(30 * time.Second)
+			for st.n.Load() < attempts+10 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			st.down.Store(false)
+			work(n / 4)
+			st.down.Store(false)
+			flushCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := b.Flush(flushCtx); err != nil {
+				t.Fatal(err)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if st.counted != n {
+				t.Errorf("store counted %d outcomes, want %d", st.counted, n)
+			}
+			if !st.sameSeqs {
+				t.Errorf("a sequence number was sent again with other outcomes")
+			}
+			if st.resent == 0 {
+				t.Errorf("no batch was sent again after a lost answer; the test did not exercise retries")
+			}
+		})
 	}
 }

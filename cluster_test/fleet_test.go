@@ -60,7 +60,7 @@ func callDown(m *member, dep *dependency, attempts int) callResult {
 	var res callResult
 	ctx := context.Background()
 	for i := 0; i < attempts; i++ {
-		var p *breaker.Permit
+		var p breaker.Permit
 		var err error
 		d := timed(func() { p, err = m.b.Allow(ctx) })
 		total := d

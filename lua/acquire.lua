@@ -4,14 +4,14 @@
 -- Expired leases are dropped first, so a prober that vanished frees its place.
 --
 -- KEYS, common ARGV and reply: see lib.lua.
--- ARGV[19] the lease id to grant (unique per call).
+-- ARGV[20] the lease id to grant (unique per call).
 -- Verdicts: "allow", "probe" (reply[21] is the lease), "reject" (reply[4] is
 -- the wait in ms: until the next probe, or until a live lease expires).
 
-local err = load()
+local err = load(false, false) or catch_up()
 if err then return redis.error_reply(err) end
 
-local lease_id = ARGV[19]
+local lease_id = ARGV[20]
 if lease_id == nil or lease_id == '' then
   return redis.error_reply('BWARGS acquire needs a lease id')
 end
@@ -25,14 +25,24 @@ if ST.st == 'open' or ST.st == 'forced_open' then
   verdict = 'reject'
 elseif ST.st == 'half_open' then
   redis.call('ZREMRANGEBYSCORE', K_LEASE, '-inf', NOW)
-  if redis.call('ZCARD', K_LEASE) < P.probes then
+  local live = redis.call('ZRANGE', K_LEASE, 0, -1, 'WITHSCORES')
+  local n = #live / 2
+  local first = nil
+  for i = 2, #live, 2 do
+    local exp = tonumber(live[i])
+    if exp == nil or exp ~= exp or exp > NOW + P.lease or exp == math.huge then
+      return redis.error_reply('BWCORRUPT lease zset ' .. K_LEASE .. ' member ' .. live[i - 1] ..
+        ' expires at ' .. live[i] .. ', beyond the probe lease')
+    end
+    if first == nil then first = exp end
+  end
+  if n < P.probes then
     redis.call('ZADD', K_LEASE, NOW + P.lease, lease_id)
     L_DIRTY = true
     verdict, lease = 'probe', lease_id
   else
     verdict = 'reject'
-    local first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')
-    wait = math.max(0, tonumber(first[2]) - NOW)
+    wait = math.max(0, first - NOW)
   end
 end
 

@@ -1,25 +1,29 @@
 -- force.lua: an operator's command for the whole fleet.
---   open    hold the breaker open (forced_open) until closed or reset
+--   open    hold the breaker open (forced_open) until closed or reset; with
+--           a duration, open it as a trip would, for that long: it then
+--           half-opens and probes as usual
 --   close   close it, clearing its counts
 --   disable let every call through and trip on nothing (disabled)
 --   reset   start afresh: clear counts, totals, windows and leases; closed.
 --           Reset also repairs keys that hold data this layout does not know.
 -- A command that finds the breaker already in its target state changes
--- nothing (no new generation, no announcement), except reset.
+-- nothing (no new generation, no announcement), except reset and a timed open.
 --
 -- KEYS, common ARGV and reply: see lib.lua.
--- ARGV[19] the command. Verdict: "ok".
+-- ARGV[20] the command   ARGV[21] open: duration in ms (0 = until closed)
+-- Verdict: "ok".
 
-local action = ARGV[19]
-local perr = load_params()
-if perr then return redis.error_reply(perr) end
+local action = ARGV[20]
 
 if action == 'reset' then
   local ok, g = pcall(redis.call, 'HGET', K_STATE, 'gen')
   local ok2, s = pcall(redis.call, 'HGET', K_STATE, 'st')
-  local old = (ok and tonumber(g)) or 0
+  local old = (ok and count(g)) or 0
+  if old >= MAXINT - 2 then old = 0 end
   redis.call('DEL', K_STATE, K_WIN, K_INST, K_LEASE)
-  fresh(math.max(NOW, old + 1) - 1)
+  local known = count(ARGV[19]) or 0
+  if known >= MAXINT - 2 then known = 0 end
+  fresh(math.max(NOW, old + 1, known + 1) - 1)
   if ok2 and s and STATES[s] then ST.st = s end
   WINDOW_ON = true
   local _ = load_window()
@@ -28,7 +32,7 @@ if action == 'reset' then
   return reply('ok', 0, '')
 end
 
-local err = load(true)
+local err = load(true, false) or catch_up()
 if err then return redis.error_reply(err) end
 
 local targets = {open = 'forced_open', close = 'closed', disable = 'disabled'}
@@ -37,7 +41,17 @@ local to = targets[action]
 if to == nil then
   return redis.error_reply('BWARGS unknown force command ' .. tostring(action))
 end
-if ST.st ~= to then
+local dur = 0
+if action == 'open' then
+  dur = count(ARGV[21] or '0')
+  if dur == nil then
+    return redis.error_reply('BWARGS open duration is not a count of ms')
+  end
+end
+if dur > 0 then
+  transition('open', 'forced_open')
+  set('probe_at', NOW + dur)
+elseif ST.st ~= to then
   transition(to, reasons[action])
 end
 save()

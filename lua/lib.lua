@@ -1,9 +1,12 @@
 -- lib.lua: the prelude of every breaker script; lua.go prepends it to each one.
--- It reads the breaker from Redis, validates what it finds, and offers the
--- transition, window and reply helpers that the scripts share.
+-- It reads what a script needs of the breaker, validates it, and offers the
+-- transition, window and reply helpers that the scripts share. It is lean on
+-- purpose: parameters are converted when first used, the state hash is read
+-- with one HMGET, and only the fields that changed are written back.
 --
--- KEYS (all four share the breaker's hash tag {<prefix>:<name>}):
---   KEYS[1] state hash
+-- KEYS (all share the breaker's hash tag {<prefix>:<name>}):
+--   KEYS[1] state hash (fields: see FIELDS below, and q.<instance>: the
+--           last flush sequence applied for that instance)
 --   KEYS[2] window hash (used with a rate policy): a ring of buckets i<k> (bucket index), t<k> (calls),
 --           f<k> (failures), s<k> (slow calls)
 --   KEYS[3] troubled instances (used with a quorum): zset instance -> time (ms) of its last failure or slow call
@@ -16,7 +19,8 @@
 --   12 probe successes to close   13 concurrent probes   14 probe lease (ms)
 --   15 open duration (ms)   16 maximum open duration (ms)   17 jitter fraction
 --   18 a random number in [0, 1) for the jitter
---   19.. script specific (see each script)
+--   19 the generation the asking instance knows (0 = none)
+--   20.. script specific (see each script)
 -- Reply (every script), a flat array:
 --   1 verdict   2 state   3 generation   4 wait (ms; -1 = until forced closed)
 --   5 previous state   6 reason of the last transition   7 instance that caused it
@@ -25,80 +29,138 @@
 --   16 troubled instances in the window (0 unless quorum > 1)   17 total successes   18 total failures
 --   19 total slow calls   20 total stale outcomes   21 lease id   22 1 if this call
 --   changed the state, else 0   23 consecutive trips   24 failures counted in
---   the previous generation
+--   the previous generation   25 Redis's clock (ms)
 -- Errors: "BWCORRUPT ..." when the keys hold data this layout does not know,
 --   "BWARGS ..." when the arguments are malformed.
+--
+-- Generations. Every transition moves the generation on by one and sets the
+-- floor (field fl) to it: outcomes admitted under a generation from fl up to
+-- gen are current, older ones are stale. A store that went back (restored
+-- from an older snapshot, a lagging replica promoted) may hear of a
+-- generation above its own: it then moves its generation past it, keeps its
+-- floor, and announces the change, so that no outcome is dropped as stale
+-- merely because the store forgot, and every instance follows the store.
+-- A breaker created anew (first use, or its keys lost) has floor 1: what
+-- the store forgot counts as current.
 
-local NOW
+local NOW, NOW_US
 do
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
 local K_STATE, K_WIN, K_INST, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CHANNEL, NAME, INSTANCE = ARGV[1], ARGV[2], ARGV[3]
+local MAXINT = 9007199254740992 -- 2^53
 
-local P = {}
-local PARAMS = {'ttl', 'consecutive', 'rate', 'slow_rate', 'min_calls', 'window',
-  'buckets', 'quorum', 'successes', 'probes', 'lease', 'open', 'open_max',
-  'jitter', 'rand'}
-local function load_params()
-  for i, name in ipairs(PARAMS) do
-    local n = tonumber(ARGV[i + 3])
-    if n == nil then
-      return 'BWARGS argument ' .. (i + 3) .. ' (' .. name .. ') is not a number'
-    end
-    P[name] = n
+-- P converts a parameter when it is first used.
+local PARAMS = {ttl = 4, consecutive = 5, rate = 6, slow_rate = 7, min_calls = 8,
+  window = 9, buckets = 10, quorum = 11, successes = 12, probes = 13, lease = 14,
+  open = 15, open_max = 16, jitter = 17, rand = 18, known = 19}
+local P = setmetatable({}, {__index = function(t, k)
+  local i = PARAMS[k]
+  local n = tonumber(ARGV[i])
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then
+    error('BWARGS argument ' .. i .. ' (' .. k .. ') is not a finite number', 0)
   end
-  if P.window < 1 or P.buckets < 1 or P.buckets > 1000 then
-    return 'BWARGS window and buckets must be positive'
-  end
-  return nil
-end
+  rawset(t, k, n)
+  return n
+end})
 
-local FIELDS = {'st', 'gen', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko'}
+local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat'}
+local NF = #FIELDS
 local TEXT = {st = true, from = true, why = true, by = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
 local ST = {}
-local DIRTY = false
+local CH = {}      -- fields changed by this script
+local NCH = 0
 local CHANGED = 0
+local SEQ_FIELD = 'q.' .. INSTANCE
+local LAST_SEQ = 0 -- the last flush sequence applied for INSTANCE
+local CREATED = false
+
+local function set(f, v)
+  ST[f] = v
+  if not CH[f] then CH[f] = true; NCH = NCH + 1 end
+end
+
+local function add(f, n)
+  if n ~= 0 then set(f, ST[f] + n) end
+end
 
 local function fresh(gen)
-  ST = {st = 'closed', gen = gen, probe_at = 0, trips = 0, from = 'closed',
+  ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0}
-  DIRTY = true
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, lfat = 0}
+  for _, f in ipairs(FIELDS) do CH[f] = true end
+  NCH = NF
+  CREATED = true
+end
+
+local function corrupt(f, why)
+  return 'BWCORRUPT state hash ' .. K_STATE .. ' field ' .. f .. ' ' .. why
+end
+
+-- count validates a non-negative integer below 2^53.
+local function count(x)
+  local n = tonumber(x)
+  if n == nil or n ~= n or n < 0 or n >= MAXINT or n ~= math.floor(n) then
+    return nil
+  end
+  return n
 end
 
 -- load_state reads the state hash, or starts a breaker when there is none.
--- A new breaker's generation is Redis's clock in ms, so generations keep
--- growing when the keys expire or Redis loses them.
-local function load_state()
-  local v = redis.call('HMGET', K_STATE, unpack(FIELDS))
+-- A new breaker's generation is Redis's clock in ms (or past the one the
+-- request knows), so generations keep growing when the keys expire or
+-- Redis loses them. with_seq also reads this instance's last sequence.
+local function load_state(with_seq)
+  local v
+  if with_seq then
+    v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
+      'lfat', SEQ_FIELD)
+  else
+    v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat')
+  end
   if v[1] == false and v[2] == false then
-    fresh(NOW)
+    fresh(math.max(NOW, P.known + 1))
     return nil
   end
-  for i, f in ipairs(FIELDS) do
-    local x = v[i]
+  for i = 1, NF do
+    local f, x = FIELDS[i], v[i]
     if x == false then
-      return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
+      if f == 'fl' or f == 'ren' or f == 'lfat' then
+        x = 0 -- absent from breakers written by older scripts
+      else
+        return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
+      end
     end
     if TEXT[f] then
       ST[f] = x
     else
-      local n = tonumber(x)
-      if n == nil then
-        return 'BWCORRUPT state hash ' .. K_STATE .. ' field ' .. f .. ' is not a number'
-      end
+      local n = count(x)
+      if n == nil then return corrupt(f, 'is not an integer in [0, 2^53)') end
       ST[f] = n
     end
   end
   if not STATES[ST.st] then
-    return 'BWCORRUPT state hash ' .. K_STATE .. ' has unknown state ' .. ST.st
+    return corrupt('st', 'has unknown state ' .. ST.st)
+  end
+  if not STATES[ST.from] then
+    return corrupt('from', 'has unknown state ' .. ST.from)
+  end
+  if ST.gen < 1 then return corrupt('gen', 'is not positive') end
+  if ST.fl == 0 or ST.fl > ST.gen then ST.fl = ST.gen end
+  if with_seq and v[NF + 1] then
+    local n = count(v[NF + 1])
+    if n == nil then return corrupt(SEQ_FIELD, 'is not an integer in [0, 2^53)') end
+    LAST_SEQ = n
   end
   return nil
 end
@@ -109,32 +171,36 @@ local RING = {}
 local IDX = 0
 local SUM = {t = 0, f = 0, s = 0}
 local WIN_DIRTY = false
+local WIN_NEW = false
 
 local function load_window()
-  local width = math.max(1, math.floor(P.window / P.buckets))
+  local buckets = P.buckets
+  local width = math.max(1, math.floor(P.window / buckets))
   IDX = math.floor(NOW / width)
   local fields = {}
-  for k = 0, P.buckets - 1 do
+  for k = 0, buckets - 1 do
     fields[#fields + 1] = 'i' .. k
     fields[#fields + 1] = 't' .. k
     fields[#fields + 1] = 'f' .. k
     fields[#fields + 1] = 's' .. k
   end
   local v = redis.call('HMGET', K_WIN, unpack(fields))
-  for k = 0, P.buckets - 1 do
+  WIN_NEW = true
+  for k = 0, buckets - 1 do
     local b = {}
     for j, f in ipairs({'i', 't', 'f', 's'}) do
       local x = v[k * 4 + j]
       local n = 0
       if x ~= false then
-        n = tonumber(x)
+        WIN_NEW = false
+        n = count(x)
         if n == nil then
-          return 'BWCORRUPT window hash ' .. K_WIN .. ' field ' .. f .. k .. ' is not a number'
+          return 'BWCORRUPT window hash ' .. K_WIN .. ' field ' .. f .. k .. ' is not an integer in [0, 2^53)'
         end
       end
       b[f] = n
     end
-    if b.i <= IDX - P.buckets or b.i > IDX then
+    if b.i <= IDX - buckets or b.i > IDX then
       b = {i = -1, t = 0, f = 0, s = 0}
     end
     RING[k] = b
@@ -145,7 +211,7 @@ local function load_window()
   return nil
 end
 
-local function window_add(fail, slow)
+local function window_add(calls, fails, slows)
   local k = IDX % P.buckets
   local b = RING[k]
   if b.i ~= IDX then
@@ -153,31 +219,37 @@ local function window_add(fail, slow)
     b = {i = IDX, t = 0, f = 0, s = 0}
     RING[k] = b
   end
-  b.t = b.t + 1
-  SUM.t = SUM.t + 1
-  if fail then b.f = b.f + 1; SUM.f = SUM.f + 1 end
-  if slow then b.s = b.s + 1; SUM.s = SUM.s + 1 end
+  b.t = b.t + calls
+  b.f = b.f + fails
+  b.s = b.s + slows
+  SUM.t = SUM.t + calls
+  SUM.f = SUM.f + fails
+  SUM.s = SUM.s + slows
   WIN_DIRTY = true
 end
 
 -- load reads what the script needs before anything is written, so that
 -- foreign data stops a script before it changes a thing. The window is read
--- only when a rate policy is on, or when full (read and force); the other
--- keys' types are checked at O(1) cost.
+-- only when a rate policy is on, or when full (force); the other keys'
+-- types are checked by the commands that use them (WRONGTYPE).
 local WINDOW_ON = false
 local I_DIRTY, L_DIRTY = false, false
-local function load(full)
-  local err = load_params() or load_state()
+local function load(full, with_seq)
+  local err = load_state(with_seq)
   if err then return err end
+  if P.window < 1 or P.buckets < 1 or P.buckets > 1000 or P.buckets ~= math.floor(P.buckets) then
+    return 'BWARGS window and buckets must be positive'
+  end
   if full or P.rate > 0 or P.slow_rate > 0 then
     WINDOW_ON = true
     err = load_window()
     if err then return err end
   end
-  -- These fail with WRONGTYPE on foreign data, at O(1) cost.
-  if not WINDOW_ON then redis.call('HLEN', K_WIN) end
-  redis.call('ZCARD', K_INST)
-  redis.call('ZCARD', K_LEASE)
+  if full then
+    -- These fail with WRONGTYPE on foreign data, at O(1) cost.
+    redis.call('ZCARD', K_INST)
+    redis.call('ZCARD', K_LEASE)
+  end
   return nil
 end
 
@@ -196,38 +268,65 @@ local function open_duration()
   return math.max(1, math.floor(d))
 end
 
+local function announce()
+  redis.call('PUBLISH', CHANNEL, string.format('%d', ST.gen) .. ' ' .. NAME)
+end
+
 -- transition moves the breaker to a new state under a new generation, clears
 -- what belonged to the old one, and announces the change.
 local function transition(to, why)
-  ST.from = ST.st
-  ST.st = to
-  ST.why = why
-  ST.by = INSTANCE
-  ST.at = NOW
-  ST.gen = ST.gen + 1
-  ST.pko = ST.ko
-  ST.ok, ST.ko, ST.cf, ST.cfat, ST.hs, ST.probe_at = 0, 0, 0, 0, 0, 0
+  set('from', ST.st)
+  set('st', to)
+  set('why', why)
+  set('by', INSTANCE)
+  set('at', NOW)
+  set('gen', ST.gen + 1)
+  set('fl', ST.gen)
+  set('pko', ST.ko)
+  set('ok', 0); set('ko', 0); set('cf', 0); set('cfat', 0); set('hs', 0); set('probe_at', 0)
+  set('lfat', 0)
   if to == 'open' then
-    ST.trips = ST.trips + 1
-    ST.probe_at = NOW + open_duration()
+    set('trips', ST.trips + 1)
+    set('probe_at', NOW + open_duration())
   elseif to == 'closed' or to == 'disabled' then
-    ST.trips = 0
+    set('trips', 0)
   end
   redis.call('DEL', K_WIN, K_INST, K_LEASE)
   for k = 0, P.buckets - 1 do RING[k] = {i = -1, t = 0, f = 0, s = 0} end
   SUM = {t = 0, f = 0, s = 0}
   WIN_DIRTY = false
-  DIRTY = true
   CHANGED = 1
-  redis.call('PUBLISH', CHANNEL, string.format('%d', ST.gen) .. ' ' .. NAME)
+  announce()
 end
 
--- save writes what changed and renews the idle expiry of what it wrote
--- (the state always: it is in use).
+-- catch_up applies the rollback rule: a request that knows a generation the
+-- store has not reached moves the store's generation past it.
+local function catch_up()
+  local known = P.known
+  if known >= MAXINT - 1 then
+    return 'BWARGS known generation out of range'
+  end
+  if known > ST.gen then
+    set('gen', known + 1)
+    if CREATED then
+      -- a breaker created by this request: nothing to announce yet
+      return nil
+    end
+    CHANGED = 1
+    announce()
+  end
+  return nil
+end
+
+-- save writes only what changed, and renews the idle expiry of the keys at
+-- most once per eighth of it (and when a key is created).
 local function save()
-  if DIRTY then
+  local ttl = P.ttl
+  local renew = ttl > 0 and (CREATED or NOW - ST.ren >= ttl / 8)
+  if renew then set('ren', NOW) end
+  if NCH > 0 then
     local args = {}
-    for _, f in ipairs(FIELDS) do
+    for f in pairs(CH) do
       args[#args + 1] = f
       local x = ST[f]
       if TEXT[f] then args[#args + 1] = x else args[#args + 1] = string.format('%d', x) end
@@ -240,11 +339,17 @@ local function save()
     redis.call('HSET', K_WIN, 'i' .. k, string.format('%d', b.i), 't' .. k, b.t,
       'f' .. k, b.f, 's' .. k, b.s)
   end
-  if P.ttl > 0 then
-    redis.call('PEXPIRE', K_STATE, P.ttl)
-    if WIN_DIRTY then redis.call('PEXPIRE', K_WIN, P.ttl) end
-    if I_DIRTY then redis.call('PEXPIRE', K_INST, P.ttl) end
-    if L_DIRTY then redis.call('PEXPIRE', K_LEASE, P.ttl) end
+  if ttl > 0 then
+    if renew then
+      redis.call('PEXPIRE', K_STATE, ttl)
+      redis.call('PEXPIRE', K_WIN, ttl)
+      redis.call('PEXPIRE', K_INST, ttl)
+      redis.call('PEXPIRE', K_LEASE, ttl)
+    else
+      if WIN_DIRTY and WIN_NEW then redis.call('PEXPIRE', K_WIN, ttl) end
+      if I_DIRTY then redis.call('PEXPIRE', K_INST, ttl) end
+      if L_DIRTY then redis.call('PEXPIRE', K_LEASE, ttl) end
+    end
   end
 end
 
@@ -263,5 +368,5 @@ local function reply(verdict, wait, lease)
   end
   return {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
     ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled_now(),
-    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko}
+    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW}
 end

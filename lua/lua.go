@@ -17,15 +17,26 @@ var force string
 //go:embed read.lua
 var read string
 
-// Acquire is the source of the script that admits a call or grants a probe lease.
-var Acquire = lib + "\n" + acquire
+//go:embed budget.lua
+var budget string
 
-// Record is the source of the script that counts outcomes and trips the breaker.
-var Record = lib + "\n" + record
+// Acquire returns the source of the script that admits a call or grants a
+// probe lease.
+func Acquire() string { return lib + "\n" + acquire }
 
-// Force is the source of the script that forces a breaker open, closed,
+// Record returns the source of the script that counts a batch of outcomes
+// exactly once and trips the breaker.
+func Record() string { return lib + "\n" + record }
+
+// Force returns the source of the script that forces a breaker open, closed,
 // disabled, or resets it.
-var Force = lib + "\n" + force
+func Force() string { return lib + "\n" + force }
 
-// Read is the source of the script that reads a breaker's state.
-var Read = lib + "\n" + read
+// Read returns the source of the script that reads a breaker's state with
+// its window, creating the breaker when there is none.
+func Read() string { return lib + "\n" + read }
+
+// Budget returns the source of the script that counts a fleet's requests
+// and grants retries from its retry budget. It stands alone: the breaker
+// prelude (lib.lua) is not part of it.
+func Budget() string { return budget }

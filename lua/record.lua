@@ -1,31 +1,58 @@
--- record.lua: count outcomes into the breaker and trip it when a policy says so.
+-- record.lua: count a batch of outcomes into the breaker and trip it when a
+-- policy says so.
 --
--- Outcomes carry the generation they were admitted under. An outcome of the
--- current generation is counted: in the closed state into the windows (and
--- may trip the breaker), in the half-open state as a probe result (a failure
--- reopens, enough successes close). An outcome of another generation is stale:
--- it describes a period that has ended, so it is added to the totals and to
--- the stale count only, never applied to the newer state.
+-- A batch holds the outcomes one instance saw under one generation, as
+-- counts: successes, failures and slow calls, and their order as far as the
+-- consecutive-failures policy needs it (failures before the first success,
+-- after the last one, and the longest run in between). Each batch carries
+-- the instance's sequence number; a batch whose sequence is not above the
+-- last one applied for that instance is a duplicate (a retry after a
+-- timeout, or a call that a hung Redis ran late) and changes nothing.
+--
+-- Outcomes of a current generation (see lib.lua) are counted: in the closed
+-- state into the windows (and may trip the breaker), in the half-open state
+-- as a probe result (a failure reopens, enough successes close). Outcomes of
+-- an older generation are stale: they describe a period that has ended, so
+-- they go to the totals and to the stale count only, never to a newer state.
 --
 -- KEYS, common ARGV and reply: see lib.lua.
--- ARGV[19] generation the outcomes were admitted under
--- ARGV[20] probe lease id to release ('' when none)
--- ARGV[21] outcomes, one character each, in order: S success, F failure,
---          s slow success, f slow failure, I ignored (releases the lease only)
--- Verdicts: "counted" (all counted), "stale" (none counted), "partial".
+-- ARGV[20] generation the outcomes were admitted under (0 = unknown: current)
+-- ARGV[21] probe lease id to release ('' when none)
+-- ARGV[22] sequence number (0: not deduplicated)
+-- ARGV[23..28] successes, failures, slow calls, leading failures, trailing
+--          failures, longest run of failures between successes
+-- ARGV[29] µs since the batch's last success (its age when sent). A success
+--          older than the last failure counted from any instance does not
+--          end that failure's run: batches arrive later than they happen.
+-- Verdicts: "counted", "stale", "duplicate".
 
-local err = load()
+local err = load(false, true)
 if err then return redis.error_reply(err) end
 
-local gen = tonumber(ARGV[19])
-local lease = ARGV[20] or ''
-local outcomes = ARGV[21] or ''
-if gen == nil then
-  return redis.error_reply('BWARGS record needs a generation')
+local n = {}
+for i = 20, 29 do
+  if i ~= 21 then
+    local x = tonumber(ARGV[i])
+    if x == nil or x ~= x or x < 0 or x >= MAXINT or x ~= math.floor(x) then
+      return redis.error_reply('BWARGS record argument ' .. i .. ' is not a count')
+    end
+    n[i] = x
+  end
 end
-if string.find(outcomes, '[^SFsfI]') then
-  return redis.error_reply('BWARGS record outcomes must be made of S F s f I')
+local gen, lease, seq = n[20], ARGV[21] or '', n[22]
+local ok, ko, slow, lead, trail, run = n[23], n[24], n[25], n[26], n[27], n[28]
+local ok_at = NOW_US - n[29] -- µs, as lfat (the last failure counted)
+if lead > ko or trail > ko or run > ko or slow > ok + ko or (ok == 0 and (lead ~= ko or trail ~= ko)) then
+  return redis.error_reply('BWARGS record batch counts do not add up')
 end
+
+if seq > 0 and seq <= LAST_SEQ then
+  return reply('duplicate', 0, '')
+end
+if gen > P.known then rawset(P, 'known', gen) end
+err = catch_up()
+if err then return redis.error_reply(err) end
+if seq > 0 then set(SEQ_FIELD, seq) end
 
 if lease ~= '' then
   redis.call('ZREM', K_LEASE, lease)
@@ -35,8 +62,8 @@ local function quorum(since)
   return P.quorum <= 1 or troubled(since) >= P.quorum
 end
 
-local function trip_reason()
-  if P.consecutive > 0 and ST.cf >= P.consecutive and quorum(ST.cfat) then
+local function trip_reason(longest)
+  if P.consecutive > 0 and longest >= P.consecutive and quorum(ST.cfat) then
     return 'consecutive_failures'
   end
   if SUM.t > 0 and SUM.t >= P.min_calls then
@@ -50,66 +77,69 @@ local function trip_reason()
   return nil
 end
 
-local counted, stale = 0, 0
-local marked = false
-for i = 1, #outcomes do
-  local c = string.sub(outcomes, i, i)
-  if c ~= 'I' then
-    local fail = (c == 'F' or c == 'f')
-    local slow = (c == 's' or c == 'f')
-    if fail then ST.tko = ST.tko + 1 else ST.tok = ST.tok + 1 end
-    if slow then ST.tslow = ST.tslow + 1 end
-    DIRTY = true
-    if ST.gen ~= gen then
-      ST.tstale = ST.tstale + 1
-      stale = stale + 1
-    elseif ST.st == 'closed' then
-      counted = counted + 1
-      if WINDOW_ON then window_add(fail, slow) end
-      if fail then
-        ST.ko = ST.ko + 1
-        if ST.cf == 0 then ST.cfat = NOW end
-        ST.cf = ST.cf + 1
-      else
-        ST.ok = ST.ok + 1
-        ST.cf, ST.cfat = 0, 0
-      end
-      if fail or slow then
-        if P.quorum > 1 and not marked then
-          local oldest = NOW - P.window
-          if ST.cfat > 0 then oldest = math.min(oldest, ST.cfat) end
-          redis.call('ZREMRANGEBYSCORE', K_INST, '-inf', '(' .. string.format('%d', oldest))
-          redis.call('ZADD', K_INST, NOW, INSTANCE)
-          marked, I_DIRTY = true, true
-        end
-        local why = trip_reason()
-        if why then transition('open', why) end
-      end
-    elseif ST.st == 'half_open' then
-      counted = counted + 1
-      if fail or (slow and P.slow_rate > 0) then
-        ST.ko = ST.ko + 1
-        transition('open', 'probe_failed')
-      else
-        ST.ok = ST.ok + 1
-        ST.hs = ST.hs + 1
-        if ST.hs >= P.successes then
-          transition('closed', 'probes_succeeded')
-        end
-      end
-    else
-      -- open, forced open or disabled under this very generation: the call
-      -- ran without a permit from the shared state (a disabled breaker, or an
-      -- instance deciding locally); it is counted, but trips nothing.
-      counted = counted + 1
-      if fail then ST.ko = ST.ko + 1 else ST.ok = ST.ok + 1 end
-    end
-  end
-end
+add('tok', ok)
+add('tko', ko)
+add('tslow', slow)
 
 local verdict = 'counted'
-if stale > 0 then
-  if counted > 0 then verdict = 'partial' else verdict = 'stale' end
+if ok + ko == 0 then
+  -- nothing to count: a lease release, or a request to catch up
+elseif gen ~= 0 and gen < ST.fl then
+  add('tstale', ok + ko)
+  verdict = 'stale'
+elseif ST.st == 'closed' then
+  add('ok', ok)
+  add('ko', ko)
+  if WINDOW_ON then window_add(ok + ko, ko, slow) end
+  local longest
+  if ok > 0 and ST.lfat > 0 and ok_at < ST.lfat then
+    -- the successes happened before failures already counted: the run
+    -- those failures belong to goes on with this batch's trailing ones
+    longest = math.max(ST.cf + trail, run, lead)
+    if ST.cf == 0 and trail > 0 then set('cfat', NOW) end
+    set('cf', ST.cf + trail)
+  else
+    longest = math.max(ST.cf + lead, run)
+    if ko > 0 and ST.cf == 0 and lead > 0 then set('cfat', NOW) end
+    if ok > 0 then
+      if trail > 0 then set('cfat', NOW) else set('cfat', 0) end
+      set('cf', trail)
+    else
+      set('cf', ST.cf + ko)
+    end
+  end
+  if ko > 0 then set('lfat', NOW_US) end
+  if ko > 0 or slow > 0 then
+    if P.quorum > 1 then
+      local oldest = NOW - P.window
+      if ST.cfat > 0 then oldest = math.min(oldest, ST.cfat) end
+      redis.call('ZREMRANGEBYSCORE', K_INST, '-inf', '(' .. string.format('%d', oldest))
+      redis.call('ZADD', K_INST, NOW, INSTANCE)
+      I_DIRTY = true
+    end
+    local why = trip_reason(longest)
+    if why then transition('open', why) end
+  end
+elseif ST.st == 'half_open' and lease ~= '' then
+  if ko > 0 or (slow > 0 and P.slow_rate > 0) then
+    add('ko', ko)
+    add('ok', ok)
+    transition('open', 'probe_failed')
+  else
+    add('ok', ok)
+    add('hs', ok)
+    if ST.hs >= P.successes then
+      transition('closed', 'probes_succeeded')
+    end
+  end
+else
+  -- open, forced open, disabled, or half-open without a probe lease, under
+  -- a current generation: the calls ran without a permit from the shared
+  -- state (a disabled breaker, or an instance deciding locally); they are
+  -- counted, but trip nothing.
+  add('ok', ok)
+  add('ko', ko)
 end
+
 save()
 return reply(verdict, 0, '')

@@ -183,7 +183,7 @@ func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOption
 		opts:   opts,
 		clock:  opts.Clock,
 		width:  opts.Window / time.Duration(opts.Buckets),
-		script: redis.NewScript(lua.Budget),
+		script: redis.NewScript(lua.Budget()),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}

@@ -453,13 +453,13 @@ func TestRetryBudgetScriptRejectsBadArguments(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]interface{}(nil), good...)
 			args[tt.i] = tt.v
-			err := c.Eval(context.Background(), lua.Budget, []string{"{p:retry:x}:v1:win"}, args...).Err()
+			err := c.Eval(context.Background(), lua.Budget(), []string{"{p:retry:x}:v1:win"}, args...).Err()
 			if err == nil || !strings.Contains(err.Error(), "BWARGS") {
 				t.Errorf("got %v, want a BWARGS error", err)
 			}
 		})
 	}
-	res, err := c.Eval(context.Background(), lua.Budget, []string{"{p:retry:x}:v1:win"}, good...).Result()
+	res, err := c.Eval(context.Background(), lua.Budget(), []string{"{p:retry:x}:v1:win"}, good...).Result()
 	if err != nil {
 		t.Fatalf("good arguments: %v", err)
 	}

@@ -82,7 +82,7 @@ func newFleetEnv(t *testing.T, o store.Options, s *breaker.Settings, copts ...fu
 }
 
 func (e *fleetEnv) req(name, instance string) breaker.Request {
-	return breaker.Request{Name: name, Instance: instance, Settings: e.s}
+	return breaker.Request{Name: name, Instance: instance, Settings: e.s, Full: true}
 }
 
 // redisNow returns Redis's clock in ms.
@@ -125,14 +125,14 @@ func (e *fleetEnv) record(name, instance string, gen int64, lease, outcomes stri
 	q := e.req(name, instance)
 	q.Generation, q.Lease = gen, lease
 	for _, c := range outcomes {
-		r := breaker.Result{Outcome: breaker.Success, Slow: c == 's' || c == 'f'}
+		o := breaker.Success
 		switch c {
 		case 'F', 'f':
-			r.Outcome = breaker.Failure
+			o = breaker.Failure
 		case 'I':
-			r.Outcome = breaker.Ignored
+			o = breaker.Ignored
 		}
-		q.Results = append(q.Results, r)
+		q.Batch.Add(o, c == 's' || c == 'f')
 	}
 	r, err := e.st.Record(context.Background(), q)
 	return e.must("Record", r, err)
@@ -329,17 +329,17 @@ func TestRedisScriptLifecycle(t *testing.T) {
 	}
 }
 
-// TestRedisRecordBatch: a batch that trips the breaker midway is partly
-// counted; what follows the trip is stale.
+// TestRedisRecordBatch: a batch is counted whole, under its generation; a
+// run of failures in it trips the breaker.
 func TestRedisRecordBatch(t *testing.T) {
 	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
 	gen := e.read("batch").Generation
 	r := e.record("batch", "i1", gen, "", "FFFFS")
 	c := r.Counts
-	fleetCheck(t, "Record FFFFS", "Verdict", r.Verdict, breaker.VerdictPartial, "State", r.State, breaker.Open,
-		"Changed", r.Changed, true, "TotalStale", c.TotalStale, uint64(2),
+	fleetCheck(t, "Record FFFFS", "Verdict", r.Verdict, breaker.VerdictCounted, "State", r.State, breaker.Open,
+		"Changed", r.Changed, true, "TotalStale", c.TotalStale, uint64(0),
 		"TotalFailures", c.TotalFailures, uint64(4), "TotalSuccesses", c.TotalSuccesses, uint64(1),
-		"PreviousFailures", c.PreviousFailures, uint64(3))
+		"PreviousFailures", c.PreviousFailures, uint64(4))
 }
 
 // TestRedisConcurrentRecords: outcomes recorded at once from many
@@ -359,7 +359,7 @@ func TestRedisConcurrentRecords(t *testing.T) {
 			defer wg.Done()
 			q := e.req("atomic", fmt.Sprintf("i%d", g))
 			q.Generation = gen
-			q.Results = []breaker.Result{{Outcome: breaker.Failure}}
+			q.Batch.Add(breaker.Failure, false)
 			for i := 0; i < each; i++ {
 				if _, err := e.st.Record(context.Background(), q); err != nil {
 					t.Errorf("Record: %v", err)
@@ -515,10 +515,16 @@ func TestRedisErrors(t *testing.T) {
 		target  error
 	}{
 		{"foreign data", func() error { _, err := e.st.Read(ctx, e.req("foreign", "i1")); return err }, true, nil},
-		{"no settings", func() error {
-			_, err := e.st.Read(ctx, breaker.Request{Name: "nosettings", Instance: "i1"})
+		{"bad name", func() error {
+			_, err := e.st.Read(ctx, breaker.Request{Name: "a{b}", Instance: "i1"})
 			return err
-		}, false, nil},
+		}, false, breaker.ErrInvalidSettings},
+		{"foreign data, plain read", func() error {
+			q := e.req("foreign", "i1")
+			q.Full = false
+			_, err := e.st.Read(ctx, q)
+			return err
+		}, true, nil},
 		{"cancelled caller", func() error { _, err := e.st.Read(cancelled, e.req("fine", "i1")); return err }, false, context.Canceled},
 	}
 	for _, tc := range cases {

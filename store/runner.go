@@ -29,28 +29,61 @@ func newRunner(client redis.UniversalClient, timeout, cooldown time.Duration, no
 
 // run runs script, failing fast while Redis is known to be away.
 func (r *runner) run(ctx context.Context, script *redis.Script, keys []string, args []interface{}) (interface{}, error) {
+	var res interface{}
+	err := r.call(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = r.eval(ctx, script, keys, args)
+		return err
+	})
+	return res, err
+}
+
+// call runs fn behind the health breaker, bounded by the timeout, and sorts
+// its error.
+func (r *runner) call(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := r.health.enter(r.now()); err != nil {
-		return nil, err
+		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
-	res, err := r.eval(cctx, script, keys, args)
+	err := fn(cctx)
 	cancel()
 	switch {
 	case err == nil:
 		r.health.up()
-		return res, nil
+		return nil
 	case ctx.Err() != nil:
 		r.health.abandon()
-		return nil, ctx.Err()
+		return ctx.Err()
 	case isOutage(err):
 		r.health.downAt(r.now(), r.cooldown, err)
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	r.health.up()
 	if isCorrupt(err) {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return nil, err
+	return err
+}
+
+// bounded runs fn and returns by the time ctx is done, whatever the
+// client's options (see eval).
+func (r *runner) bounded(ctx context.Context, fn func(ctx context.Context) error) error {
+	if r.ctxAware {
+		return fn(ctx)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- fn(ctx) }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-ch:
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
 }
 
 // eval runs script and returns by the time ctx is done. go-redis bounds a

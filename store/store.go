@@ -27,6 +27,8 @@ var (
 	ErrCorrupt = errors.New("store: foreign or corrupt data in redis")
 	// ErrProtocol is matched by errors of a reply of an unexpected shape.
 	ErrProtocol = errors.New("store: unexpected reply from redis")
+	// ErrClosed is returned by every call of a Store after Close.
+	ErrClosed = errors.New("store: closed")
 )
 
 // Options configure a Store. The zero value of every field means its default.
@@ -113,10 +115,10 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		opts:     opts,
 		channel:  opts.Prefix + ":" + layout + ":events",
 		runner:   newRunner(client, opts.Timeout, opts.Cooldown, time.Now),
-		acquire:  redis.NewScript(lua.Acquire),
-		record:   redis.NewScript(lua.Record),
-		force:    redis.NewScript(lua.Force),
-		read:     redis.NewScript(lua.Read),
+		acquire:  redis.NewScript(lua.Acquire()),
+		record:   redis.NewScript(lua.Record()),
+		force:    redis.NewScript(lua.Force()),
+		read:     redis.NewScript(lua.Read()),
 		watchers: map[string]map[int]func(int64){},
 	}, nil
 }
@@ -138,22 +140,24 @@ func (s *Store) Acquire(ctx context.Context, req breaker.Request) (breaker.Reply
 
 // Record implements breaker.Store.
 func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
-	out := make([]byte, len(req.Results))
-	for i, r := range req.Results {
-		switch {
-		case r.Outcome == breaker.Ignored:
-			out[i] = 'I'
-		case r.Outcome == breaker.Failure && r.Slow:
-			out[i] = 'f'
-		case r.Outcome == breaker.Failure:
-			out[i] = 'F'
-		case r.Slow:
-			out[i] = 's'
-		default:
-			out[i] = 'S'
-		}
+	return s.run(ctx, "record", s.record, req, recordArgs(req)...)
+}
+
+func recordArgs(req breaker.Request) []interface{} {
+	b := req.Batch
+	gen := req.Generation
+	if gen < 0 {
+		gen = 0
 	}
-	return s.run(ctx, "record", s.record, req, req.Generation, req.Lease, string(out))
+	seq := req.Seq
+	if seq < 0 {
+		seq = 0
+	}
+	age := int64(0)
+	if b.Successes > 0 && b.SuccessAge > 0 {
+		age = int64(b.SuccessAge / time.Microsecond)
+	}
+	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run, age}
 }
 
 var commands = map[breaker.Command]string{
@@ -167,12 +171,10 @@ func (s *Store) Force(ctx context.Context, req breaker.Request) (breaker.Reply, 
 	if !ok {
 		return breaker.Reply{}, fmt.Errorf("store: breaker %q: unknown command %d", req.Name, req.Command)
 	}
-	return s.run(ctx, "force", s.force, req, c)
-}
-
-// Read implements breaker.Store.
-func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
-	return s.run(ctx, "read", s.read, req)
+	if req.OpenFor < 0 {
+		return breaker.Reply{}, fmt.Errorf("store: breaker %q: open for %v: want >= 0", req.Name, req.OpenFor)
+	}
+	return s.run(ctx, "force", s.force, req, c, ms(req.OpenFor))
 }
 
 func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
@@ -181,25 +183,40 @@ func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
 func (s *Store) args(req breaker.Request, extra ...interface{}) []interface{} {
 	st := req.Settings
 	if st == nil {
-		st = &breaker.Settings{}
+		st = &defaultSettings
 	}
 	consecutive := st.ConsecutiveFailures
 	if consecutive < 0 {
 		consecutive = 0
 	}
 	random := req.Random
-	if random == 0 {
+	if random <= 0 || random >= 1 || random != random {
 		random = rand.Float64()
 	}
-	a := make([]interface{}, 0, 18+len(extra))
+	known := req.Known
+	if known < 0 {
+		known = 0
+	}
+	a := make([]interface{}, 0, 19+len(extra))
 	a = append(a, s.channel, req.Name, req.Instance, ms(s.opts.IdleExpiry),
 		consecutive, st.FailureRate, st.SlowCallRate, st.MinimumCalls,
 		ms(st.Window), st.WindowBuckets, st.Quorum, st.ProbeSuccesses, st.MaxProbes,
-		ms(st.ProbeLease), ms(st.OpenDuration), ms(st.MaxOpenDuration), st.OpenJitter, random)
+		ms(st.ProbeLease), ms(st.OpenDuration), ms(st.MaxOpenDuration), st.OpenJitter, random, known)
 	return append(a, extra...)
 }
 
+// defaultSettings are the settings of a request that carries none.
+var defaultSettings = breaker.Settings{
+	ConsecutiveFailures: breaker.DefaultConsecutiveFailures, MinimumCalls: breaker.DefaultMinimumCalls,
+	Window: breaker.DefaultWindow, WindowBuckets: breaker.DefaultWindowBuckets, Quorum: 1,
+	OpenDuration: breaker.DefaultOpenDuration, MaxOpenDuration: breaker.DefaultOpenDuration,
+	MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: breaker.DefaultProbeLease,
+}
+
 func (s *Store) run(ctx context.Context, op string, script *redis.Script, req breaker.Request, extra ...interface{}) (breaker.Reply, error) {
+	if err := s.usable(req); err != nil {
+		return breaker.Reply{}, err
+	}
 	res, err := s.runner.run(ctx, script, s.Keys(req.Name), s.args(req, extra...))
 	if err == nil {
 		var rep breaker.Reply
@@ -207,7 +224,18 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req br
 			return rep, nil
 		}
 	}
-	return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
+	return breaker.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, err)
+}
+
+// usable checks that the store is open and the request names a breaker.
+func (s *Store) usable(req breaker.Request) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if err := breaker.CheckName(req.Name); err != nil {
+		return err
+	}
+	return nil
 }
 
 var states = map[string]breaker.State{
@@ -219,13 +247,13 @@ var verdicts = map[string]breaker.Verdict{}
 
 func init() {
 	for _, v := range []breaker.Verdict{breaker.VerdictAllow, breaker.VerdictProbe, breaker.VerdictReject,
-		breaker.VerdictCounted, breaker.VerdictStale, breaker.VerdictPartial, breaker.VerdictOK} {
+		breaker.VerdictCounted, breaker.VerdictStale, breaker.VerdictDuplicate, breaker.VerdictOK} {
 		verdicts[string(v)] = v
 	}
 }
 
 // replyLen is the number of fields of a script reply (lib.lua).
-const replyLen = 24
+const replyLen = 25
 
 // parseReply checks every field of a script's reply.
 func parseReply(res interface{}) (breaker.Reply, error) {
@@ -260,6 +288,7 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 	r.Changed = p.int(21) == 1
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
+	_ = p.int(24) // Redis's clock
 	if p.err != nil {
 		return breaker.Reply{}, p.err
 	}

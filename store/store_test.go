@@ -17,7 +17,7 @@ import (
 func goodReply() []interface{} {
 	return []interface{}{"allow", "closed", int64(7), int64(0), "open", "probes_succeeded", "pod-1",
 		int64(1500), int64(1), int64(2), int64(0), int64(0), int64(3), int64(2), int64(0), int64(1),
-		int64(10), int64(20), int64(0), int64(4), "", int64(0), int64(0), int64(5)}
+		int64(10), int64(20), int64(0), int64(4), "", int64(0), int64(0), int64(5), int64(1700000000000)}
 }
 
 func TestParseReply(t *testing.T) {
@@ -102,7 +102,7 @@ func TestUnavailableRedisFailsFastDuringCooldown(t *testing.T) {
 	st.runner.now = func() time.Time { return now }
 	req := breaker.Request{Name: "x", Instance: "i", Settings: &breaker.Settings{ConsecutiveFailures: 5,
 		MinimumCalls: 1, Window: time.Minute, WindowBuckets: 10, Quorum: 1, MaxProbes: 1, ProbeSuccesses: 1,
-		ProbeLease: time.Second, OpenDuration: time.Second, MaxOpenDuration: time.Second}}
+		ProbeLease: time.Second, OpenDuration: time.Second, MaxOpenDuration: time.Second}, Full: true}
 	ctx := context.Background()
 	if _, err := st.Read(ctx, req); err != nil {
 		t.Fatal(err)

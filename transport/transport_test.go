@@ -168,6 +168,9 @@ func counts(t *testing.T, tr *transport.Transport, host string) breaker.Counts {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := br.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	snap, err := br.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)

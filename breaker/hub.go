@@ -1,0 +1,424 @@
+package breaker
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math/rand"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// The hub does the I/O of all breakers of one Store in a process, on one
+// goroutine: it reports their batches when due, reads their state when an
+// announcement, a resubscription or the periodic refresh asks for it, and
+// sends what is due at once in one Store.Do call (one pipelined round trip).
+// One call at a time means at most one batch of a breaker in flight. A
+// breaker costs the hub no goroutine and no timer of its own.
+
+const (
+	// maxOps bounds the ops of one Store.Do call.
+	maxOps = 512
+	// retryDelay is how long a breaker waits before it tries the store again
+	// after a failed report or read.
+	retryDelay = 50 * time.Millisecond
+	// resubscribeSpread bounds the random delay of the reads that follow a
+	// resubscription, so that a fleet does not read all at once.
+	resubscribeSpread = 100 * time.Millisecond
+)
+
+type hub struct {
+	store Store
+	ctx   context.Context
+	stop  context.CancelFunc
+	done  chan struct{}
+	wake  chan struct{}
+
+	mu       sync.Mutex
+	members  int
+	flushes  flushHeap   // breakers with a report or read due
+	refresh  refreshHeap // every breaker, by its next periodic read
+	reads    []*Breaker  // reads asked for now (announcements)
+	spread   []*Breaker  // reads after a resubscription, spread out
+	spreadAt time.Time
+}
+
+var hubs = struct {
+	sync.Mutex
+	m map[Store]*hub
+}{m: map[Store]*hub{}}
+
+// joinHub returns the hub of st, starting it for its first breaker.
+func joinHub(st Store, b *Breaker) *hub {
+	hubs.Lock()
+	defer hubs.Unlock()
+	comparable := reflect.TypeOf(st).Comparable()
+	var h *hub
+	if comparable {
+		h = hubs.m[st]
+	}
+	if h == nil {
+		h = &hub{store: st, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		h.ctx, h.stop = context.WithCancel(context.Background())
+		if comparable {
+			hubs.m[st] = h
+		}
+		go h.loop()
+	}
+	h.mu.Lock()
+	h.members++
+	b.refresh = time.Now().Add(jitter(b.s.RefreshInterval))
+	heap.Push(&h.refresh, b)
+	h.mu.Unlock()
+	return h
+}
+
+// leave removes b; the last breaker to leave stops the hub.
+func (h *hub) leave(b *Breaker) {
+	hubs.Lock()
+	defer hubs.Unlock()
+	h.mu.Lock()
+	if b.heapIdx >= 0 {
+		heap.Remove(&h.flushes, b.heapIdx)
+	}
+	if b.refIdx >= 0 {
+		heap.Remove(&h.refresh, b.refIdx)
+	}
+	b.queued = false
+	h.members--
+	last := h.members == 0
+	h.mu.Unlock()
+	if last {
+		if reflect.TypeOf(h.store).Comparable() && hubs.m[h.store] == h {
+			delete(hubs.m, h.store)
+		}
+		h.stop()
+		<-h.done
+	}
+}
+
+func (h *hub) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule asks for b's report: at once when urgent, else after its flush
+// interval. It costs a lock only when b is not yet waiting for a report.
+func (h *hub) schedule(b *Breaker, urgent bool) {
+	h.mu.Lock()
+	if b.queued && (!urgent || b.urgent) {
+		h.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	due := now.Add(b.s.FlushInterval)
+	if urgent {
+		due = now
+		b.urgent = true
+	}
+	if b.heapIdx >= 0 {
+		if due.Before(b.due) {
+			b.due = due
+			heap.Fix(&h.flushes, b.heapIdx)
+		}
+	} else {
+		b.due = due
+		heap.Push(&h.flushes, b)
+	}
+	b.queued = true
+	h.mu.Unlock()
+	// The hub may sleep past this breaker's due time: wake it to look again.
+	h.signal()
+}
+
+// read asks for a read of b's state: at once for an announcement (gen >
+// 0), spread over a short random delay after a resubscription (gen 0).
+func (h *hub) read(b *Breaker, gen int64) {
+	h.mu.Lock()
+	if b.readWant {
+		h.mu.Unlock()
+		return
+	}
+	b.readWant = true
+	if gen > 0 {
+		h.reads = append(h.reads, b)
+	} else {
+		if len(h.spread) == 0 {
+			h.spreadAt = time.Now().Add(time.Duration(rand.Int63n(int64(resubscribeSpread))))
+		}
+		h.spread = append(h.spread, b)
+	}
+	h.mu.Unlock()
+	h.signal()
+}
+
+// op is one breaker's part in a round.
+type op struct {
+	b       *Breaker
+	f       *flush // a report, or nil for a read
+	gen     int64  // the announced generation a read follows
+	version uint64 // the view's version when the read was asked
+}
+
+func (h *hub) loop() {
+	defer close(h.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var ops []op
+	var storeOps []Op
+	for {
+		now := time.Now()
+		ops = h.collect(now, ops[:0])
+		if len(ops) == 0 {
+			next := h.nextDue(now)
+			timer.Reset(next.Sub(now))
+			select {
+			case <-h.ctx.Done():
+				return
+			case <-h.wake:
+			case <-timer.C:
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			continue
+		}
+		storeOps = storeOps[:0]
+		for _, o := range ops {
+			storeOps = append(storeOps, o.request())
+		}
+		h.store.Do(h.ctx, storeOps)
+		for i, o := range ops {
+			o.b.answer(o, storeOps[i])
+		}
+	}
+}
+
+// collect takes the ops due now: urgent and timed reports, reads for
+// announcements, spread reads and periodic reads, up to maxOps.
+func (h *hub) collect(now time.Time, ops []op) []op {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(ops) < maxOps && h.flushes.Len() > 0 && !h.flushes[0].due.After(now) {
+		b := heap.Pop(&h.flushes).(*Breaker)
+		b.queued, b.urgent = false, false
+		if f := b.takeFlush(now); f != nil {
+			ops = append(ops, op{b: b, f: f})
+		} else if b.degraded.Load() {
+			ops = append(ops, b.readOp(0))
+		}
+	}
+	for len(ops) < maxOps && len(h.reads) > 0 {
+		b := h.reads[0]
+		h.reads = h.reads[1:]
+		b.readWant = false
+		if !b.closed.Load() {
+			ops = append(ops, b.readOp(1))
+		}
+	}
+	if len(h.spread) > 0 && !h.spreadAt.After(now) {
+		for len(ops) < maxOps && len(h.spread) > 0 {
+			b := h.spread[0]
+			h.spread = h.spread[1:]
+			b.readWant = false
+			if !b.closed.Load() {
+				ops = append(ops, b.readOp(0))
+			}
+		}
+	}
+	for len(ops) < maxOps && h.refresh.Len() > 0 && !h.refresh[0].refresh.After(now) {
+		b := h.refresh[0]
+		interval := b.s.RefreshInterval
+		b.mu.Lock()
+		last := b.lastAnswer
+		b.distrust = false
+		b.mu.Unlock()
+		if last.Add(interval).After(now) {
+			b.refresh = last.Add(interval)
+		} else {
+			ops = append(ops, b.readOp(0))
+			b.refresh = now.Add(jitter(interval))
+		}
+		heap.Fix(&h.refresh, 0)
+	}
+	return ops
+}
+
+// nextDue returns when the hub should look again.
+func (h *hub) nextDue(now time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := now.Add(time.Minute)
+	if h.flushes.Len() > 0 && h.flushes[0].due.Before(next) {
+		next = h.flushes[0].due
+	}
+	if h.refresh.Len() > 0 && h.refresh[0].refresh.Before(next) {
+		next = h.refresh[0].refresh
+	}
+	if len(h.spread) > 0 && h.spreadAt.Before(next) {
+		next = h.spreadAt
+	}
+	if len(h.reads) > 0 {
+		next = now
+	}
+	return next
+}
+
+// jitter returns d varied by up to a tenth either way.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int63n(int64(d/5)+1))
+}
+
+func (b *Breaker) takeFlush(now time.Time) *flush {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nextFlush(now)
+}
+
+func (b *Breaker) readOp(gen int64) op {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return op{b: b, gen: gen, version: b.viewVersion}
+}
+
+func (o op) request() Op {
+	req := o.b.request()
+	if o.f == nil {
+		return Op{Kind: OpRead, Request: req}
+	}
+	req.Generation = o.f.gen
+	req.Seq = o.f.seq
+	req.Lease = o.f.lease
+	req.Batch = o.f.batch
+	return Op{Kind: OpRecord, Request: req}
+}
+
+// answer takes the store's answer to b's part in a round.
+func (b *Breaker) answer(o op, res Op) {
+	now := b.clock.Now()
+	if res.Err != nil {
+		b.storeFailedFor(res.Err, o)
+		return
+	}
+	b.storeAnswered()
+	if o.f == nil {
+		b.readDone(res.Reply, o.gen, o.version)
+		return
+	}
+	b.mu.Lock()
+	if b.inflight == o.f {
+		b.inflight = nil
+	}
+	more := b.pendingLocked()
+	b.mu.Unlock()
+	b.adopt(res.Reply, now, false, 0)
+	for _, ch := range o.f.waiters {
+		close(ch)
+	}
+	if more {
+		b.hub.schedule(b, b.urgentPending())
+	}
+}
+
+// urgentPending reports whether what waits should go at once.
+func (b *Breaker) urgentPending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inflight != nil || len(b.probes) > 0 || len(b.old) > 0 || b.catchUp || len(b.waiters) > 0 ||
+		b.cell.Load().w.Load()>>koShift&fieldMax > 0
+}
+
+// storeFailedFor handles a failed op: the batch stays in flight, to be sent
+// again (with its sequence number, so that it counts once) after a delay;
+// every caller waiting for a report goes (its outcome waits), and the
+// breaker decides locally meanwhile.
+func (b *Breaker) storeFailedFor(err error, o op) {
+	b.mu.Lock()
+	waiters := b.waiters
+	b.waiters = nil
+	if o.f != nil {
+		waiters = append(waiters, o.f.waiters...)
+		o.f.waiters = nil
+		if !o.f.failed {
+			o.f.failed = true
+			b.unreported += o.f.batch.Len()
+		}
+	}
+	b.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+	if errors.Is(err, ErrClosed) {
+		return
+	}
+	if errors.Is(err, context.Canceled) && b.hub.ctx.Err() != nil {
+		return
+	}
+	b.storeFailed(err)
+	h := b.hub
+	h.mu.Lock()
+	due := time.Now().Add(retryDelay)
+	if b.heapIdx >= 0 {
+		if due.Before(b.due) {
+			b.due = due
+			heap.Fix(&h.flushes, b.heapIdx)
+		}
+	} else if !b.closed.Load() {
+		b.due = due
+		b.queued = true
+		heap.Push(&h.flushes, b)
+	}
+	h.mu.Unlock()
+}
+
+// flushHeap orders breakers by when their report is due.
+type flushHeap []*Breaker
+
+func (q flushHeap) Len() int           { return len(q) }
+func (q flushHeap) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q flushHeap) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].heapIdx, q[j].heapIdx = i, j
+}
+func (q *flushHeap) Push(x any) {
+	b := x.(*Breaker)
+	b.heapIdx = len(*q)
+	*q = append(*q, b)
+}
+func (q *flushHeap) Pop() any {
+	old := *q
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	b.heapIdx = -1
+	return b
+}
+
+// refreshHeap orders breakers by when their periodic read is due.
+type refreshHeap []*Breaker
+
+func (q refreshHeap) Len() int           { return len(q) }
+func (q refreshHeap) Less(i, j int) bool { return q[i].refresh.Before(q[j].refresh) }
+func (q refreshHeap) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].refIdx, q[j].refIdx = i, j
+}
+func (q *refreshHeap) Push(x any) {
+	b := x.(*Breaker)
+	b.refIdx = len(*q)
+	*q = append(*q, b)
+}
+func (q *refreshHeap) Pop() any {
+	old := *q
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	b.refIdx = -1
+	return b
+}

@@ -1,0 +1,310 @@
+package breaker
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Outcome reporting. Outcomes of closed-state calls are counted in a cell
+// per generation: one atomic word of counts that callers add to with a
+// compare-and-swap, without a lock and without allocating. Failures also
+// keep, under the breaker's lock, where they fell between successes, which
+// the consecutive-failures policy needs. The breaker's hub drains the cell
+// into a batch and reports it with one store call; a batch carries a
+// sequence number, so the store counts it once however often it is sent.
+
+const (
+	fieldBits = 21
+	fieldMax  = 1<<fieldBits - 1
+	okShift   = 0
+	koShift   = fieldBits
+	slowShift = 2 * fieldBits
+	sealedBit = uint64(1) << 63
+	// maxBatch bounds Settings.MaxBatch, well below what a cell holds.
+	maxBatch = 1 << 20
+)
+
+func unpack(w uint64) (ok, ko, slow uint64) {
+	return w >> okShift & fieldMax, w >> koShift & fieldMax, w >> slowShift & fieldMax
+}
+
+// cell counts the outcomes of one generation since the last drain.
+type cell struct {
+	gen  int64
+	w    atomic.Uint64 // sealed | slow | failures | successes
+	okAt atomic.Int64  // when the last success was counted (monotonic ns, see since)
+	// Guarded by the breaker's mu.
+	lead, trail, run uint64 // as in Batch, for the failures in w
+	lastOK           uint64 // successes in w at the last failure
+	spill            Batch  // outcomes moved out of w when a field was full
+}
+
+// add counts one outcome into c unless c is sealed or full; it returns the
+// outcomes c now holds. Failures are added by addFailure.
+func (c *cell) addSuccess(slow bool) (n uint64, ok bool) {
+	inc := uint64(1) << okShift
+	if slow {
+		inc |= uint64(1) << slowShift
+	}
+	for {
+		w := c.w.Load()
+		o, k, s := unpack(w)
+		if w&sealedBit != 0 || o == fieldMax || slow && s == fieldMax {
+			return 0, false
+		}
+		if c.w.CompareAndSwap(w, w+inc) {
+			c.okAt.Store(since())
+			return o + k + 1, true
+		}
+	}
+}
+
+// epoch anchors since: a monotonic reading of the local clock.
+var epoch = time.Now()
+
+// since returns the monotonic time since epoch, in ns.
+func since() int64 { return int64(time.Since(epoch)) }
+
+// addFailure counts a failure; the caller holds the breaker's mu.
+func (c *cell) addFailure(slow bool) (n uint64, ok bool) {
+	inc := uint64(1) << koShift
+	if slow {
+		inc |= uint64(1) << slowShift
+	}
+	for {
+		w := c.w.Load()
+		o, k, s := unpack(w)
+		if w&sealedBit != 0 || k == fieldMax || slow && s == fieldMax {
+			return 0, false
+		}
+		if !c.w.CompareAndSwap(w, w+inc) {
+			continue
+		}
+		switch {
+		case o == 0:
+			c.lead++
+			c.trail++
+		case o == c.lastOK:
+			c.trail++
+		default:
+			if c.lastOK > 0 {
+				c.run = max(c.run, c.trail)
+			}
+			c.trail = 1
+		}
+		c.lastOK = o
+		return o + k + 1, true
+	}
+}
+
+// take empties c (sealing it when seal is set) and returns what it held,
+// spill first; the caller holds the breaker's mu.
+func (c *cell) take(seal bool) Batch {
+	var w uint64
+	for {
+		w = c.w.Load()
+		next := uint64(0)
+		if seal {
+			next = sealedBit
+		}
+		if c.w.CompareAndSwap(w, next) {
+			break
+		}
+	}
+	o, k, s := unpack(w)
+	b := Batch{Successes: o, Failures: k, Slow: s}
+	if o > 0 {
+		b.SuccessAge = time.Duration(max(0, since()-c.okAt.Load()))
+	}
+	if k > 0 {
+		trail, run := c.trail, c.run
+		if o > c.lastOK {
+			if c.lastOK > 0 {
+				run = max(run, trail)
+			}
+			trail = 0
+		}
+		b.Lead, b.Trail, b.Run = c.lead, trail, run
+	}
+	c.lead, c.trail, c.run, c.lastOK = 0, 0, 0, 0
+	out := c.spill
+	c.spill = Batch{}
+	out.Append(b)
+	return out
+}
+
+// flush is one batch on its way to the store, with the callers waiting
+// for it (ReportSync and probes).
+type flush struct {
+	gen     int64
+	seq     int64
+	lease   string
+	batch   Batch
+	waiters []chan struct{}
+	failed  bool // a delivery failed; counted in the breaker's unreported
+}
+
+// pendingGen holds outcomes of a generation that is no longer the view's.
+type pendingGen struct {
+	gen   int64
+	batch Batch
+}
+
+// maxOldGens bounds the generations whose outcomes wait apart; beyond it the
+// oldest merge (they are stale alike).
+const maxOldGens = 8
+
+// record counts an outcome of a call admitted under gen and reports
+// whether the breaker should flush now rather than at its interval.
+func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
+	if o == Success {
+		c := b.cell.Load()
+		if c.gen == gen {
+			if n, ok := c.addSuccess(slow); ok {
+				return n >= uint64(b.s.MaxBatch)
+			}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.cell.Load()
+	if c.gen == gen {
+		var n uint64
+		var ok bool
+		if o == Success {
+			n, ok = c.addSuccess(slow)
+		} else {
+			n, ok = c.addFailure(slow)
+		}
+		if !ok { // full: move the cell's counts aside and count into it anew
+			c.spill.Append(c.take(false))
+			if o == Success {
+				n, _ = c.addSuccess(slow)
+			} else {
+				n, _ = c.addFailure(slow)
+			}
+		}
+		return o == Failure && b.view().state == Closed || n >= uint64(b.s.MaxBatch)
+	}
+	// An outcome of another generation waits apart, to be reported with it.
+	var one Batch
+	one.Add(o, slow)
+	b.addOld(gen, one)
+	return true
+}
+
+// addOld keeps batch for gen; the caller holds mu.
+func (b *Breaker) addOld(gen int64, batch Batch) {
+	if batch.Len() == 0 {
+		return
+	}
+	for i := range b.old {
+		if b.old[i].gen == gen {
+			b.old[i].batch.Append(batch)
+			return
+		}
+	}
+	if len(b.old) >= maxOldGens {
+		// Merge into the oldest: both ended before the view's generation.
+		if gen > b.old[0].gen {
+			b.old[0].batch.Append(batch)
+			return
+		}
+		b.old[0].gen = gen
+		b.old[0].batch.Append(batch)
+		return
+	}
+	b.old = append(b.old, pendingGen{gen: gen, batch: batch})
+}
+
+// nextFlush returns the batch to send now, or nil when nothing waits: the
+// batch in flight again (its answer was lost), a probe's result, outcomes
+// of ended generations, then the current cell. The caller holds mu.
+func (b *Breaker) nextFlush(now time.Time) *flush {
+	if b.inflight != nil {
+		return b.inflight
+	}
+	var f *flush
+	switch {
+	case len(b.probes) > 0:
+		f = b.probes[0]
+		b.probes = b.probes[1:]
+	case len(b.old) > 0:
+		f = &flush{gen: b.old[0].gen, batch: b.old[0].batch}
+		b.old = b.old[1:]
+	default:
+		c := b.cell.Load()
+		batch := c.take(false)
+		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 {
+			return nil
+		}
+		f = &flush{gen: c.gen, batch: batch}
+		b.feedFallback(batch)
+	}
+	if len(f.waiters) == 0 && f.lease == "" {
+		f.waiters, b.waiters = b.waiters, nil
+	}
+	b.catchUp = false
+	f.seq = b.nextSeq(now)
+	b.inflight = f
+	return f
+}
+
+// nextSeq returns a sequence number above every earlier one of this
+// instance for this breaker, even across restarts: it starts from the
+// clock in microseconds, and a batch takes longer than that to deliver.
+func (b *Breaker) nextSeq(now time.Time) int64 {
+	seq := max(b.seq+1, now.UnixMicro())
+	b.seq = seq
+	return seq
+}
+
+// pending reports whether outcomes wait to be reported; the caller holds mu.
+func (b *Breaker) pendingLocked() bool {
+	if b.inflight != nil || len(b.probes) > 0 || len(b.old) > 0 || b.catchUp || len(b.waiters) > 0 {
+		return true
+	}
+	return b.cell.Load().w.Load()&^sealedBit != 0 || b.cell.Load().spill.Len() > 0
+}
+
+// pendingCount returns how many outcomes wait to be delivered; the caller
+// holds mu.
+func (b *Breaker) pendingCount() uint64 {
+	var n uint64
+	if b.inflight != nil {
+		n += b.inflight.batch.Len()
+	}
+	for _, f := range b.probes {
+		n += f.batch.Len()
+	}
+	for _, o := range b.old {
+		n += o.batch.Len()
+	}
+	c := b.cell.Load()
+	ok, ko, _ := unpack(c.w.Load())
+	return n + ok + ko + c.spill.Len()
+}
+
+// feedFallback keeps the local fallback breaker warm with a batch drained
+// for the store, in the order the batch knows; the caller holds mu. While
+// the store is away, outcomes go to the fallback one by one instead.
+func (b *Breaker) feedFallback(batch Batch) {
+	if b.degraded.Load() || batch.Len() == 0 {
+		return
+	}
+	const most = 64 // a warm breaker needs the recent past, not all of it
+	fails := func(n uint64) {
+		for i := uint64(0); i < min(n, most); i++ {
+			b.fallback.Fail()
+		}
+	}
+	if batch.Successes == 0 {
+		fails(batch.Failures)
+		return
+	}
+	fails(batch.Lead)
+	for i := uint64(0); i < min(batch.Successes, most); i++ {
+		b.fallback.Success()
+	}
+	fails(batch.Trail)
+}

@@ -1,0 +1,162 @@
+package breaker
+
+import (
+	"reflect"
+	"time"
+)
+
+// The local view and how it follows the store.
+//
+// Every reply of the store (to a report, an Acquire, a read) is a picture
+// of the shared state; the view takes the newest. Replies of a script are
+// never older than the generation their request knew, so a reply of a
+// lower generation than the view's is an old answer, and is dropped. A
+// plain read (no script) of a lower generation, asked after the view was
+// taken, means the store went back (restored from an older snapshot, a
+// lagging replica promoted, keys lost): the breaker then asks the store,
+// through a script, to move past the generation it knows, and follows it.
+
+// adopt takes a store's reply as the newest view unless it is older than
+// the view, and announces a change of state. read is set for plain reads,
+// asked when the view's version was version. It returns the view.
+func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) view {
+	b.mu.Lock()
+	prev := b.view()
+	b.lastAnswer = time.Now()
+	if rep.Generation == 0 && !prev.known {
+		// The store holds no such breaker yet: the first call creates it
+		// and learns its generation.
+		b.mu.Unlock()
+		return prev
+	}
+	if prev.known && rep.Generation < prev.gen {
+		if read && version == b.viewVersion {
+			b.catchUp = true
+			b.mu.Unlock()
+			b.hub.schedule(b, true)
+			return prev
+		}
+		b.mu.Unlock()
+		return prev
+	}
+	next := view{known: true, state: rep.State, gen: rep.Generation}
+	switch {
+	case rep.State == Open:
+		next.deadline = now.Add(rep.Wait)
+	case rep.State == HalfOpen && rep.Verdict == VerdictReject:
+		// Reject locally while the probe runs, but ask again soon: a lease
+		// may be released early, which is not announced.
+		next.deadline = now.Add(min(rep.Wait, maxProbeWait))
+	case rep.State == HalfOpen && rep.Generation == prev.gen:
+		next.deadline = prev.deadline
+	}
+	if next == prev {
+		b.mu.Unlock()
+		return prev
+	}
+	b.v.Store(&next)
+	b.viewVersion++
+	if next.gen != prev.gen {
+		// Outcomes of the old generation wait apart, to be reported with it.
+		old := b.cell.Load()
+		b.cell.Store(&cell{gen: next.gen})
+		b.addOld(old.gen, old.take(true))
+		b.distrust = false
+	}
+	// The event is the last transition as the store recorded it; when this
+	// instance missed some, they fold into it. A breaker created anew (its
+	// keys expired or Redis lost them) records no transition: the change is
+	// then from the state this instance saw. A new instance announces only
+	// a breaker it finds not closed.
+	from := rep.From
+	if prev.known && from == rep.State {
+		from = prev.state
+	}
+	changed := rep.Generation != prev.gen && from != rep.State && (prev.known || rep.State != Closed)
+	b.mu.Unlock()
+	if changed {
+		e := Event{Kind: StateChanged, Name: b.name, From: from, To: rep.State,
+			Generation: rep.Generation, Reason: rep.Reason, Counts: rep.Counts,
+			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback}
+		if rep.State == Open {
+			e.NextProbeIn = rep.Wait
+		}
+		b.emit(e)
+	}
+	return next
+}
+
+// maxProbeWait bounds how long a half-open breaker rejects calls locally
+// before it asks the store again.
+const maxProbeWait = time.Second
+
+// storeFailed puts the breaker on its fallback.
+func (b *Breaker) storeFailed(err error) {
+	if b.degraded.Swap(true) {
+		return
+	}
+	v := b.view()
+	b.emit(Event{Kind: StoreUnavailable, Name: b.name, Err: err, Fallback: b.s.Fallback,
+		From: v.state, To: v.state})
+}
+
+// storeAnswered takes the breaker off its fallback.
+func (b *Breaker) storeAnswered() {
+	if !b.degraded.Load() || !b.degraded.CompareAndSwap(true, false) {
+		return
+	}
+	b.mu.Lock()
+	n := b.pendingCount()
+	b.mu.Unlock()
+	v := b.view()
+	b.emit(Event{Kind: StoreRecovered, Name: b.name, Fallback: b.s.Fallback, Unreported: n,
+		From: v.state, To: v.state})
+}
+
+// notified is called by the store's subscription for every announced
+// transition (generation > 0) and whenever announcements may have been
+// missed (0). It asks the hub to read the state, never trusting the
+// announcement itself. An announcement of a generation the view has
+// already seen costs nothing; one that a read did not confirm (forged, or
+// repeated from an old store) makes the breaker ignore announcements until
+// its next periodic read, so that a flood costs one read per interval.
+func (b *Breaker) notified(gen int64) {
+	if b.closed.Load() {
+		return
+	}
+	v := b.view()
+	if gen > 0 && v.known && gen <= v.gen {
+		return
+	}
+	b.mu.Lock()
+	distrust := b.distrust
+	b.mu.Unlock()
+	if gen > 0 && distrust {
+		return
+	}
+	b.hub.read(b, gen)
+}
+
+// readDone takes the answer to a read the hub made for an announcement of
+// gen (0: a resubscription or a periodic read).
+func (b *Breaker) readDone(rep Reply, gen int64, version uint64) {
+	b.adopt(rep, b.clock.Now(), true, version)
+	if gen > 0 && rep.Generation < gen {
+		b.mu.Lock()
+		b.distrust = true
+		b.mu.Unlock()
+	}
+}
+
+// isNil reports whether st is nil or a typed nil pointer.
+func isNil(st Store) bool {
+	if st == nil {
+		return true
+	}
+	v := reflect.ValueOf(st)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Interface, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
+}

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+)
+
+// stateFields are the fields of the state hash a plain read needs (lib.lua).
+var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
+	"ok", "ko", "cf", "hs", "tok", "tko", "tslow", "tstale", "trips", "pko"}
+
+// maxGeneration bounds generations and counts: integers in [0, 2^53).
+const maxGeneration = 1 << 53
+
+// Read implements breaker.Store. Without Request.Full it reads the state
+// hash with HMGET and Redis's clock with TIME, in one round trip and
+// without a script: it decides nothing and writes nothing. With Full it runs
+// the read script, which also sums the window and creates the breaker when
+// there is none.
+func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+	if req.Full {
+		return s.run(ctx, "read", s.read, req)
+	}
+	ops := []breaker.Op{{Kind: breaker.OpRead, Request: req}}
+	s.Do(ctx, ops)
+	return ops[0].Reply, ops[0].Err
+}
+
+// Do implements breaker.Store: the ops go to Redis in one pipeline (on a
+// Cluster, one per node), reads as HMGET, records as EVALSHA of the record
+// script.
+func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
+	if len(ops) == 0 {
+		return
+	}
+	if s.isClosed() {
+		for i := range ops {
+			ops[i].Err = ErrClosed
+		}
+		return
+	}
+	cmds := make([]redis.Cmder, len(ops))
+	valid := false
+	for i := range ops {
+		op := &ops[i]
+		op.Reply, op.Err = breaker.Reply{}, nil
+		if err := breaker.CheckName(op.Request.Name); err != nil {
+			op.Err = err
+			continue
+		}
+		if op.Kind != breaker.OpRead && op.Kind != breaker.OpRecord {
+			op.Err = fmt.Errorf("breaker %q: store: unknown op %d", op.Request.Name, op.Kind)
+			continue
+		}
+		valid = true
+	}
+	if !valid {
+		return
+	}
+	// The pipeline is built here; only its Exec runs on the bounded call,
+	// which may be abandoned when Redis hangs (then nothing of it is read).
+	pipe := s.client.Pipeline()
+	clock := pipe.Time(ctx)
+	for i := range ops {
+		op := &ops[i]
+		if op.Err != nil {
+			continue
+		}
+		keys := s.Keys(op.Request.Name)
+		if op.Kind == breaker.OpRead {
+			cmds[i] = pipe.HMGet(ctx, keys[0], stateFields...)
+		} else {
+			cmds[i] = s.record.EvalSha(ctx, pipe, keys, s.args(op.Request, recordArgs(op.Request)...)...)
+		}
+	}
+	err := s.runner.call(ctx, func(ctx context.Context) error {
+		return s.runner.bounded(ctx, func(ctx context.Context) error {
+			_, _ = pipe.Exec(ctx)
+			if err := clock.Err(); err != nil && isOutage(err) {
+				return err
+			}
+			for _, c := range cmds {
+				if c != nil && c.Err() != nil && c.Err() != redis.Nil && isOutage(c.Err()) {
+					return c.Err()
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		for i := range ops {
+			if ops[i].Err == nil {
+				ops[i].Err = fmt.Errorf("breaker %q: %s: %w", ops[i].Request.Name, opNames[ops[i].Kind], err)
+			}
+		}
+		return
+	}
+	now, _ := clock.Result()
+	for i := range ops {
+		op := &ops[i]
+		if op.Err != nil {
+			continue
+		}
+		switch c := cmds[i].(type) {
+		case *redis.SliceCmd:
+			if err := c.Err(); err != nil {
+				if isCorrupt(err) {
+					err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+				}
+				op.Err = err
+			} else {
+				op.Reply, op.Err = s.parseState(op.Request.Name, now, c.Val())
+			}
+		case *redis.Cmd:
+			res, err := c.Result()
+			if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+				// The script cache was flushed: Run loads it again.
+				res, err = s.runner.run(ctx, s.record, s.Keys(op.Request.Name), s.args(op.Request, recordArgs(op.Request)...))
+			} else if err != nil && isCorrupt(err) {
+				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			if err == nil {
+				op.Reply, err = parseReply(res)
+			}
+			op.Err = err
+		}
+		if op.Err != nil {
+			op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], op.Err)
+		}
+	}
+}
+
+var opNames = map[breaker.OpKind]string{breaker.OpRead: "read", breaker.OpRecord: "record"}
+
+// parseState turns the state hash's fields (stateFields) into a reply, as
+// of Redis's clock now. A breaker the store does not hold reads as closed,
+// generation 0. Every value is checked; a value this layout does not know
+// is an error matching ErrCorrupt that names the key and the field.
+func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker.Reply, error) {
+	key := s.Keys(name)[0]
+	if len(v) != len(stateFields) {
+		return breaker.Reply{}, fmt.Errorf("%w: HMGET %s: got %d fields, want %d", ErrProtocol, key, len(v), len(stateFields))
+	}
+	if v[0] == nil && v[1] == nil {
+		return breaker.Reply{Verdict: breaker.VerdictOK, State: breaker.Closed, From: breaker.Closed}, nil
+	}
+	var bad error
+	str := func(i int) string {
+		s, ok := v[i].(string)
+		if !ok && bad == nil {
+			bad = fmt.Errorf("%w: state hash %s lacks field %s", ErrCorrupt, key, stateFields[i])
+		}
+		return s
+	}
+	num := func(i int) int64 {
+		x := str(i)
+		n, err := strconv.ParseInt(x, 10, 64)
+		if (err != nil || n < 0 || n >= maxGeneration) && bad == nil {
+			bad = fmt.Errorf("%w: state hash %s field %s is %q, want an integer in [0, 2^53)", ErrCorrupt, key, stateFields[i], truncate(x))
+		}
+		return n
+	}
+	state := func(i int) breaker.State {
+		x := str(i)
+		st, ok := states[x]
+		if !ok && bad == nil {
+			bad = fmt.Errorf("%w: state hash %s field %s has unknown state %q", ErrCorrupt, key, stateFields[i], truncate(x))
+		}
+		return st
+	}
+	nowMS := now.UnixMilli()
+	r := breaker.Reply{Verdict: breaker.VerdictOK}
+	r.State = state(0)
+	r.Generation = num(1)
+	probeAt := num(2)
+	r.From = state(3)
+	r.Reason = str(4)
+	r.By = str(5)
+	r.InState = time.Duration(nowMS-num(6)) * time.Millisecond
+	c := &r.Counts
+	c.Successes = uint64(num(7))
+	c.Failures = uint64(num(8))
+	c.ConsecutiveFailures = uint64(num(9))
+	c.ProbeSuccesses = uint64(num(10))
+	c.TotalSuccesses = uint64(num(11))
+	c.TotalFailures = uint64(num(12))
+	c.TotalSlowCalls = uint64(num(13))
+	c.TotalStale = uint64(num(14))
+	c.Trips = uint64(num(15))
+	c.PreviousFailures = uint64(num(16))
+	if bad == nil && r.Generation == 0 {
+		bad = fmt.Errorf("%w: state hash %s field gen is 0, want a positive integer", ErrCorrupt, key)
+	}
+	if bad != nil {
+		return breaker.Reply{}, bad
+	}
+	switch r.State {
+	case breaker.Open:
+		r.Wait = time.Duration(max(0, probeAt-nowMS)) * time.Millisecond
+	case breaker.ForcedOpen:
+		r.Wait = -1
+	}
+	return r, nil
+}
+
+// truncate shortens a foreign value for an error message.
+func truncate(s string) string {
+	if len(s) <= 40 {
+		return s
+	}
+	return s[:40] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+var _ = errors.New
