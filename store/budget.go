@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -166,8 +165,8 @@ func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d
 // an error naming the option when opts or name is invalid. NewRetryBudget
 // does no I/O; it starts the periodic flush, which Close stops.
 func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOptions) (*RetryBudget, error) {
-	if client == nil {
-		return nil, errors.New("store: NewRetryBudget needs a redis client")
+	if err := checkClient("NewRetryBudget", client); err != nil {
+		return nil, err
 	}
 	if err := breaker.CheckName(name); err != nil {
 		return nil, fmt.Errorf("store: retry budget: %w", err)
@@ -507,6 +506,7 @@ func (b *RetryBudget) Close() error {
 	b.mu.Unlock()
 	close(b.stop)
 	<-b.done
+	defer b.runner.close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.busy != nil {
