@@ -120,6 +120,12 @@ func rawPing(ctx context.Context, opts *redis.Options) error {
 	if err != nil {
 		return err
 	}
+	return pingAnswer(line)
+}
+
+// pingAnswer returns nil when line, the first line of a reply to PING,
+// shows a server that serves.
+func pingAnswer(line string) error {
 	line = strings.TrimRight(line, "\r\n")
 	switch {
 	case strings.HasPrefix(line, "+"):
