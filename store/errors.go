@@ -134,7 +134,8 @@ func classify(err error, timeout time.Duration) (kind error, cause string) {
 			strings.Contains(msg, "invalid username-password pair"),
 			strings.Contains(msg, "unauthenticated"): // a long command before AUTH
 			return ErrDenied, causeAuth
-		case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, "NOPERM "):
+		case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, "NOPERM "),
+			strings.Contains(msg, "user executing the script can't"): // a command in a script
 			return ErrDenied, "denied by the ACL (NOPERM)"
 		case isCorrupt(err):
 			return nil, ""
