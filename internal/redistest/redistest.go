@@ -48,6 +48,7 @@ type Server struct {
 	port    int
 	busPort int    // cluster bus port; 0 for a standalone server
 	certs   *Certs // TLS only (StartTLS); nil for plain TCP
+	conf    string // a sentinel's configuration file; "" for a server
 
 	mu     sync.Mutex
 	proc   *process
@@ -146,6 +147,15 @@ func freePort() (int, error) {
 
 // commandLine returns redis-server's arguments for the server's ports.
 func (s *Server) commandLine() []string {
+	if s.conf != "" {
+		return append([]string{s.conf, "--sentinel",
+			"--port", strconv.Itoa(s.port),
+			"--bind", "127.0.0.1",
+			"--daemonize", "no",
+			"--dir", s.dir,
+			"--logfile", "",
+		}, s.args...)
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -264,6 +274,13 @@ func (s *Server) tlsConfig() *tls.Config {
 		return nil
 	}
 	return s.certs.ClientConfig()
+}
+
+// running reports whether the server's process runs (it may be frozen).
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
 }
 
 // password returns the value of a --requirepass argument, or "".
