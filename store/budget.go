@@ -414,6 +414,10 @@ func (b *RetryBudget) run(ctx context.Context, requests, want, spent int64) (bud
 	return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
 }
 
+// maxReplyMillis bounds the waits a reply may give (a year): a larger
+// one is foreign data, and would overflow a time.Duration.
+const maxReplyMillis = 365 * 24 * 3600 * 1000
+
 func parseBudgetReply(res interface{}) (budgetReply, error) {
 	a, ok := res.([]interface{})
 	if !ok || len(a) != 5 {
@@ -425,8 +429,12 @@ func parseBudgetReply(res interface{}) (budgetReply, error) {
 		requests: int64(p.uint(1)),
 		retries:  int64(p.uint(2)),
 		limit:    int64(p.uint(3)),
-		slide:    time.Duration(p.uint(4)) * time.Millisecond,
 	}
+	slide := p.uint(4)
+	if p.err == nil && slide > maxReplyMillis {
+		p.fail(4, "a wait of at most a year, in ms")
+	}
+	rep.slide = time.Duration(slide) * time.Millisecond
 	return rep, p.err
 }
 

@@ -95,7 +95,7 @@ const causeAuth = "authentication failed"
 // when it is a reply of Redis that says nothing about its health (a script
 // error, say). secrets are removed from the message.
 func describe(err error, timeout time.Duration, secrets []string) error {
-	kind, cause := classify(err, timeout)
+	cause, kind := classify(err, timeout)
 	if kind == nil {
 		return err
 	}
@@ -123,9 +123,9 @@ var replyCauses = []struct{ prefix, cause string }{
 	{"ASK ", "the slot is moving to another node"},
 }
 
-// classify returns the sentinel err matches and its cause, or nil for a
+// classify returns err's cause and the sentinel it matches, or a nil one for a
 // reply that says nothing of Redis's health or access.
-func classify(err error, timeout time.Duration) (kind error, cause string) {
+func classify(err error, timeout time.Duration) (cause string, kind error) {
 	var rerr redis.Error
 	if errors.As(err, &rerr) && !errors.Is(err, context.DeadlineExceeded) {
 		msg := rerr.Error()
@@ -133,19 +133,19 @@ func classify(err error, timeout time.Duration) (kind error, cause string) {
 		case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"),
 			strings.Contains(msg, "invalid username-password pair"),
 			strings.Contains(msg, "unauthenticated"): // a long command before AUTH
-			return ErrDenied, causeAuth
+			return causeAuth, ErrDenied
 		case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, "NOPERM "),
 			strings.Contains(msg, "user executing the script can't"): // a command in a script
-			return ErrDenied, "denied by the ACL (NOPERM)"
+			return "denied by the ACL (NOPERM)", ErrDenied
 		case isCorrupt(err):
-			return nil, ""
+			return "", nil
 		}
 		for _, rc := range replyCauses {
 			if strings.HasPrefix(msg, rc.prefix) {
-				return ErrUnavailable, rc.cause
+				return rc.cause, ErrUnavailable
 			}
 		}
-		return nil, ""
+		return "", nil
 	}
 	var (
 		dnsErr   *net.DNSError
@@ -161,22 +161,22 @@ func classify(err error, timeout time.Duration) (kind error, cause string) {
 	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr),
 		errors.As(err, &invalid), errors.As(err, &recErr), errors.As(err, &alertErr),
 		strings.Contains(err.Error(), "tls: "):
-		return ErrUnavailable, "TLS handshake failed"
+		return "TLS handshake failed", ErrUnavailable
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return ErrUnavailable, "connection refused"
+		return "connection refused", ErrUnavailable
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return ErrUnavailable, "no such host"
+		return "no such host", ErrUnavailable
 	case errors.As(err, &dnsErr):
-		return ErrUnavailable, "host name lookup failed"
+		return "host name lookup failed", ErrUnavailable
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return ErrUnavailable, "connection lost"
+		return "connection lost", ErrUnavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return ErrUnavailable, "timeout: no answer within " + timeout.String()
+		return "timeout: no answer within " + timeout.String(), ErrUnavailable
 	case errors.Is(err, redis.ErrClosed):
-		return ErrUnavailable, "the redis client is closed"
+		return "the redis client is closed", ErrUnavailable
 	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
-		return ErrUnavailable, "network unreachable"
+		return "network unreachable", ErrUnavailable
 	}
-	return ErrUnavailable, "unreachable"
+	return "unreachable", ErrUnavailable
 }
