@@ -1,7 +1,9 @@
 # Breakwater's one test command is `make test`. It installs redis-server when
 # it is missing, checks formatting, vets and lints both modules, runs the
-# library's tests against real Redis and the fleet tests (cluster_test/)
-# against Redis in Docker, and builds the examples.
+# library's tests against real Redis, the fault-injection tests (faults/:
+# Toxiproxy in front of real Redis) and the fleet tests (cluster_test/)
+# against Redis in Docker, and builds the examples. `make fuzz` runs every
+# fuzz target for FUZZTIME each.
 #
 # Developers without Docker: make test BREAKWATER_REQUIRE_DOCKER=0
 # (the fleet tests then skip instead of failing).
@@ -28,14 +30,18 @@ BREAKWATER_REQUIRE_DOCKER ?= 1
 TEST_FLAGS ?= -race -count=1 -timeout 5m
 BENCH_FLAGS ?= -benchtime 1s
 
-# The modules of the repository: the library, the fleet tests, the benchmarks.
-MODULES := . cluster_test bench
+# The modules of the repository: the library, the fleet tests, the
+# benchmarks, the fault-injection tests.
+MODULES := . cluster_test bench faults
+
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 1m
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench test-bench install-redis redis-rootfs fleet-bin
+	bench test-bench test-faults fuzz install-redis redis-rootfs fleet-bin
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-cluster test-bench examples
+test: install-redis lint test-root test-faults test-cluster test-bench examples
 
 ## lint: gofmt check, go vet and staticcheck on both modules.
 lint: fmt-check vet staticcheck
@@ -72,6 +78,25 @@ test-cluster: install-redis
 	BREAKWATER_REQUIRE_DOCKER=$(BREAKWATER_REQUIRE_DOCKER) \
 	TESTCONTAINERS_RYUK_DISABLED=true \
 		$(GO) test $(TEST_FLAGS) ./...
+
+## test-faults: fault injection (faults/, its own module: Toxiproxy in
+## process) between breakers and a real redis-server.
+test-faults: install-redis
+	cd faults && \
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+		$(GO) test $(TEST_FLAGS) ./...
+
+## fuzz: run every fuzz target of the library for FUZZTIME (default 1m),
+## one at a time (go test -fuzz takes one target per run). Their seed
+## corpora (testdata/fuzz/) run with every `go test`.
+fuzz:
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' --exclude-dir=faults \
+		--exclude-dir=cluster_test --exclude-dir=bench . | xargs -n1 dirname | sort -u); do \
+		for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
+			echo "fuzz: $$name in $$dir for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 ## examples: build and run the examples, as a newcomer would.
 examples:

@@ -136,10 +136,9 @@ const (
 	// one store call per breaker per FlushInterval at most, at once when an
 	// outcome may change the shared decision (a failure while closed, a
 	// probe's result: their Done waits for the store's answer). A closed
-	// breaker's successful calls then cost no I/O. Every
-	// outcome is counted exactly once: a batch carries the instance and a
-	// sequence number, and batches that could not be delivered wait for the
-	// store.
+	// breaker's successful calls then cost no I/O. Every outcome is counted
+	// exactly once: a batch carries the instance and a sequence number, and
+	// batches that could not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.
@@ -178,9 +177,9 @@ func (s Settings) normalize() (Settings, error) {
 	switch {
 	case s.ConsecutiveFailures < Off:
 		return s, bad("ConsecutiveFailures", s.ConsecutiveFailures, "want > 0, 0 for the default, or Off")
-	case s.FailureRate != s.FailureRate || s.FailureRate < 0 || s.FailureRate > 1:
+	case !(s.FailureRate >= 0 && s.FailureRate <= 1): // also NaN
 		return s, bad("FailureRate", s.FailureRate, "want 0 < rate <= 1, or 0 for off")
-	case s.SlowCallRate != s.SlowCallRate || s.SlowCallRate < 0 || s.SlowCallRate > 1:
+	case !(s.SlowCallRate >= 0 && s.SlowCallRate <= 1): // also NaN
 		return s, bad("SlowCallRate", s.SlowCallRate, "want 0 < rate <= 1, or 0 for off")
 	case s.SlowCallDuration < 0:
 		return s, bad("SlowCallDuration", s.SlowCallDuration, "want >= 0")
@@ -198,7 +197,7 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("OpenDuration", s.OpenDuration, "want > 0, or 0 for the default")
 	case s.MaxOpenDuration < 0:
 		return s, bad("MaxOpenDuration", s.MaxOpenDuration, "want >= OpenDuration, or 0 for no growth")
-	case s.OpenJitter != s.OpenJitter || s.OpenJitter < 0 || s.OpenJitter >= 1:
+	case !(s.OpenJitter >= 0 && s.OpenJitter < 1): // also NaN
 		return s, bad("OpenJitter", s.OpenJitter, "want 0 <= jitter < 1")
 	case s.MaxProbes < 0:
 		return s, bad("MaxProbes", s.MaxProbes, "want >= 1, or 0 for the default")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -166,8 +165,8 @@ func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d
 // an error naming the option when opts or name is invalid. NewRetryBudget
 // does no I/O; it starts the periodic flush, which Close stops.
 func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOptions) (*RetryBudget, error) {
-	if client == nil {
-		return nil, errors.New("store: NewRetryBudget needs a redis client")
+	if err := checkClient("NewRetryBudget", client); err != nil {
+		return nil, err
 	}
 	if err := breaker.CheckName(name); err != nil {
 		return nil, fmt.Errorf("store: retry budget: %w", err)
@@ -415,6 +414,10 @@ func (b *RetryBudget) run(ctx context.Context, requests, want, spent int64) (bud
 	return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
 }
 
+// maxReplyMillis bounds the waits a reply may give (a year): a larger
+// one is foreign data, and would overflow a time.Duration.
+const maxReplyMillis = 365 * 24 * 3600 * 1000
+
 func parseBudgetReply(res interface{}) (budgetReply, error) {
 	a, ok := res.([]interface{})
 	if !ok || len(a) != 5 {
@@ -426,8 +429,12 @@ func parseBudgetReply(res interface{}) (budgetReply, error) {
 		requests: int64(p.uint(1)),
 		retries:  int64(p.uint(2)),
 		limit:    int64(p.uint(3)),
-		slide:    time.Duration(p.uint(4)) * time.Millisecond,
 	}
+	slide := p.uint(4)
+	if p.err == nil && slide > maxReplyMillis {
+		p.fail(4, "a wait of at most a year, in ms")
+	}
+	rep.slide = time.Duration(slide) * time.Millisecond
 	return rep, p.err
 }
 
@@ -507,6 +514,7 @@ func (b *RetryBudget) Close() error {
 	b.mu.Unlock()
 	close(b.stop)
 	<-b.done
+	defer b.runner.close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.busy != nil {

@@ -81,15 +81,25 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			cmds[i] = s.record.EvalSha(ctx, pipe, keys, s.args(op.Request, recordArgs(op.Request)...)...)
 		}
 	}
-	err := s.runner.call(ctx, func(ctx context.Context) error {
+	var firstKeys []string
+	for i := range ops {
+		if ops[i].Err == nil {
+			firstKeys = s.Keys(ops[i].Request.Name)
+			break
+		}
+	}
+	err := s.runner.call(ctx, firstKeys, func(ctx context.Context) error {
 		return s.runner.bounded(ctx, func(ctx context.Context) error {
-			_, _ = pipe.Exec(ctx)
-			if err := clock.Err(); err != nil && isOutage(err) {
-				return err
+			_, execErr := pipe.Exec(ctx)
+			if execErr != nil && execErr != redis.Nil && !perOp(execErr) {
+				return execErr // the connection's or the login's: every op's
+			}
+			if err := clock.Err(); err != nil {
+				return err // TIME failed: so did the connection (or the login)
 			}
 			for _, c := range cmds {
-				if c != nil && c.Err() != nil && c.Err() != redis.Nil && isOutage(c.Err()) {
-					return c.Err()
+				if c != nil && c.Err() != nil && c.Err() != redis.Nil && !perOp(c.Err()) {
+					return c.Err() // the connection's or the login's: every op's
 				}
 			}
 			return nil
@@ -136,6 +146,15 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], op.Err)
 		}
 	}
+}
+
+// perOp tells an error of one op (a script's, foreign data) from one that
+// befalls the whole round (connection, login, outage).
+func perOp(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "BWCORRUPT") || strings.Contains(msg, "BWARGS") ||
+		strings.Contains(msg, "WRONGTYPE") || strings.HasPrefix(msg, "NOSCRIPT") ||
+		strings.Contains(msg, "user_script")
 }
 
 var opNames = map[breaker.OpKind]string{breaker.OpRead: "read", breaker.OpRecord: "record"}

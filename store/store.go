@@ -85,8 +85,8 @@ var _ breaker.Store = (*Store)(nil)
 // New returns a store keeping breakers in the Redis that client reaches.
 // The store does not own client: Close leaves it open.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
-	if client == nil {
-		return nil, errors.New("store: New needs a redis client")
+	if err := checkClient("New", client); err != nil {
+		return nil, err
 	}
 	switch {
 	case strings.ContainsAny(opts.Prefix, "{} \t\r\n"):

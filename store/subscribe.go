@@ -53,6 +53,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	stop, done, ps := s.subStop, s.subDone, s.pubsub
 	s.mu.Unlock()
+	s.runner.close()
 	if stop != nil {
 		stop()
 		if ps != nil {

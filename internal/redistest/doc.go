@@ -3,7 +3,12 @@
 // Start launches one redis-server as a child process of the test binary on a
 // free loopback port, with persistence off and its own temporary directory,
 // and stops and reaps it when the test ends. StartCluster does the same for a
-// Redis Cluster of several masters with the hash slots spread evenly.
+// Redis Cluster of several masters with the hash slots spread evenly, and
+// StartClusterWithReplicas adds replicas in sync with each master;
+// StartSentinel starts a master, its replica and sentinels monitoring them;
+// StartTLS a server that speaks TLS only, with a CA and certificate that
+// NewCerts generates. WaitFailover, on a cluster or a Sentinel deployment,
+// waits until a killed master has been replaced.
 //
 // The returned servers can be stopped, restarted on the same port with empty
 // data, frozen (SIGSTOP) so that every call times out, and paused with CLIENT

@@ -3,6 +3,7 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -45,7 +46,9 @@ type Server struct {
 	dir     string
 	args    []string
 	port    int
-	busPort int // cluster bus port; 0 for a standalone server
+	busPort int    // cluster bus port; 0 for a standalone server
+	certs   *Certs // TLS only (StartTLS); nil for plain TCP
+	conf    string // a sentinel's configuration file; "" for a server
 
 	mu     sync.Mutex
 	proc   *process
@@ -90,11 +93,18 @@ func lookup(tb testing.TB) string {
 // retrying with new ports when one was taken in the meantime.
 func start(tb testing.TB, bin string, cluster bool, args []string) *Server {
 	tb.Helper()
+	return startWith(tb, bin, cluster, nil, args)
+}
+
+// startWith is start, with TLS when certs is not nil.
+func startWith(tb testing.TB, bin string, cluster bool, certs *Certs, args []string) *Server {
+	tb.Helper()
 	s := &Server{
-		tb:   tb,
-		bin:  bin,
-		dir:  tb.TempDir(),
-		args: append([]string(nil), args...),
+		tb:    tb,
+		bin:   bin,
+		dir:   tb.TempDir(),
+		args:  append([]string(nil), args...),
+		certs: certs,
 	}
 	tb.Cleanup(func() {
 		s.Stop()
@@ -137,6 +147,15 @@ func freePort() (int, error) {
 
 // commandLine returns redis-server's arguments for the server's ports.
 func (s *Server) commandLine() []string {
+	if s.conf != "" {
+		return append([]string{s.conf, "--sentinel",
+			"--port", strconv.Itoa(s.port),
+			"--bind", "127.0.0.1",
+			"--daemonize", "no",
+			"--dir", s.dir,
+			"--logfile", "",
+		}, s.args...)
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -153,6 +172,9 @@ func (s *Server) commandLine() []string {
 			"--cluster-port", strconv.Itoa(s.busPort),
 			"--cluster-node-timeout", "2000",
 		)
+	}
+	if s.certs != nil {
+		args = append(args, tlsArgs(s.certs, s.port)...)
 	}
 	return append(args, s.args...)
 }
@@ -181,7 +203,7 @@ func (s *Server) launch() error {
 		close(p.done)
 	}()
 
-	if err := waitReady(p, s.Addr()); err != nil {
+	if err := waitReady(p, s.Addr(), s.tlsConfig(), s.password()); err != nil {
 		_ = cmd.Process.Kill()
 		<-p.done
 		log := s.readLog()
@@ -201,13 +223,15 @@ func (s *Server) launch() error {
 // waitReady polls addr until the redis-server run by p answers INFO with its
 // own process id, so that another server that happens to hold the port is
 // never mistaken for it.
-func waitReady(p *process, addr string) error {
+func waitReady(p *process, addr string, tlsConfig *tls.Config, password string) error {
 	c := redis.NewClient(&redis.Options{
 		Addr:                  addr,
 		MaxRetries:            -1,
 		PoolSize:              1,
 		DisableIdentity:       true,
 		ContextTimeoutEnabled: true,
+		TLSConfig:             tlsConfig,
+		Password:              password,
 	})
 	defer c.Close()
 	want := "process_id:" + strconv.Itoa(p.cmd.Process.Pid)
@@ -243,6 +267,39 @@ func waitReady(p *process, addr string) error {
 	}
 }
 
+// tlsConfig returns the configuration of a client of the server: nil for
+// plain TCP.
+func (s *Server) tlsConfig() *tls.Config {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.ClientConfig()
+}
+
+// running reports whether the server's process runs (it may be frozen).
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
+}
+
+// password returns the value of a --requirepass argument, or "".
+func (s *Server) password() string {
+	pw := ""
+	for i := 0; i+1 < len(s.args); i++ {
+		if s.args[i] == "--requirepass" {
+			pw = s.args[i+1]
+		}
+	}
+	return pw
+}
+
+// Dir returns the server's working directory, where it would write
+// dump.rdb; it stays the same across Restart.
+func (s *Server) Dir() string {
+	return s.dir
+}
+
 // Addr returns the server's address, "127.0.0.1:<port>".
 func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
@@ -254,11 +311,11 @@ func (s *Server) Port() int {
 }
 
 // Client returns a client for the server, closed when the test ends. The
-// options start from go-redis's defaults with Addr set; opts may change them
-// (timeouts, retries, protocol).
+// options start from go-redis's defaults with Addr set (and TLSConfig, for
+// a server of StartTLS); opts may change them (timeouts, retries, protocol).
 func (s *Server) Client(tb testing.TB, opts ...func(*redis.Options)) *redis.Client {
 	tb.Helper()
-	o := &redis.Options{Addr: s.Addr()}
+	o := &redis.Options{Addr: s.Addr(), TLSConfig: s.tlsConfig()}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -350,7 +407,8 @@ func (s *Server) Thaw() {
 // one. Pause returns once the pause has begun.
 func (s *Server) Pause(d time.Duration) {
 	s.tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, PoolSize: 1, DisableIdentity: true,
+		TLSConfig: s.tlsConfig(), Password: s.password()})
 	defer c.Close()
 	ms := d.Milliseconds()
 	if ms < 1 {
