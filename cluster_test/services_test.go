@@ -301,6 +301,7 @@ func checkTotals(t *testing.T, snap breaker.Snapshot, sum fleet.Calls, unreporte
 func TestServicesTripTogether(t *testing.T) {
 	const threshold = 10
 	s := startServices(t, "svc-trip", map[string]string{
+		"LOAD_INTERVAL":    "50ms",
 		"BREAKER_FAILURES": fmt.Sprint(threshold),
 		"BREAKER_OPEN":     "10m", // no probe during the test
 	})
@@ -371,15 +372,16 @@ func TestServicesInstanceCutOffFromRedis(t *testing.T) {
 
 	s.down.Heal()
 	healed := waitFor(t, s.svcs[:1], "still off Redis", func(st fleet.Status) bool { return !st.StoreUp })[0]
-	waitFor(t, rest, "closed again", func(st fleet.Status) bool { return st.State == "closed" && st.Shared != nil && st.Shared.State == "closed" })
+	waitFor(t, rest, "closed again", func(st fleet.Status) bool {
+		return st.State == "closed" && st.Shared != nil && st.Shared.State == "closed"
+	})
 	waitFor(t, s.svcs[:1], "succeeding again, locally", func(st fleet.Status) bool {
 		return !st.StoreUp && st.Calls.Succeeded > healed.Calls.Succeeded+5
 	})
 
 	cut.Connect()
-	sts := s.waitAll(t, "following the shared state, closed", func(st fleet.Status) bool {
-		return ready(st) && st.Events.StoreRecovered >= 1
-	})
+	waitFor(t, s.svcs[:1], "back on Redis", func(st fleet.Status) bool { return st.Events.StoreRecovered >= 1 })
+	sts := s.waitAll(t, "following the shared state, closed", ready)
 	if e := sts[0].Events; e.StoreUnavailable != 1 || e.StoreRecovered != 1 {
 		t.Errorf("%s: %d StoreUnavailable and %d StoreRecovered events, want 1 each", cut.Name(), e.StoreUnavailable, e.StoreRecovered)
 	}
@@ -399,8 +401,9 @@ func TestServicesInstanceCutOffFromRedis(t *testing.T) {
 // TestServicesRedisRestart: Redis restarts empty; every instance notices,
 // recovers, and the fleet then trips together on the new Redis.
 func TestServicesRedisRestart(t *testing.T) {
-	const threshold = 5
+	const threshold = 10
 	s := startServices(t, "svc-restart", map[string]string{
+		"LOAD_INTERVAL":    "50ms",
 		"BREAKER_FAILURES": fmt.Sprint(threshold),
 		"BREAKER_OPEN":     "10m",
 	})
