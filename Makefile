@@ -1,7 +1,8 @@
 # Breakwater's one test command is `make test`. It installs redis-server when
-# it is missing, checks formatting, vets and lints both modules, runs the
+# it is missing, checks formatting, vets and lints the modules, runs the
 # library's tests against real Redis and the fleet tests (cluster_test/)
-# against Redis in Docker, and builds the examples.
+# against Redis and the example service in Docker, builds the examples, and
+# checks docker-compose.yml's fleet (compose-check).
 #
 # Developers without Docker: make test BREAKWATER_REQUIRE_DOCKER=0
 # (the fleet tests then skip instead of failing).
