@@ -186,8 +186,9 @@ say "downstream served $plain failures outside probes (threshold $failures; one 
 if ((plain < failures || plain >= 2 * failures)); then
 	die "downstream served $plain failures outside probes, want from $failures to $((2 * failures - 1)) (the threshold, plus calls in flight when the trip was heard)"
 fi
+logs=$(compose logs --no-color "${services[@]}")
 for svc in "${services[@]}"; do
-	n=$(compose logs --no-color "$svc" | grep -c 'closed -> open' || true)
+	n=$(grep -c " $svc: breaker .*: closed -> open " <<<"$logs" || true)
 	[[ $n == 1 ]] || die "$svc logged 'closed -> open' $n times, want 1"
 done
 say "each replica logged the one trip"
