@@ -1,8 +1,9 @@
 # Breakwater's one test command is `make test`. It installs redis-server when
-# it is missing, checks formatting, vets and lints both modules, runs the
+# it is missing, checks formatting, vets and lints the modules, runs the
 # library's tests against real Redis, the fault-injection tests (faults/:
 # Toxiproxy in front of real Redis) and the fleet tests (cluster_test/)
-# against Redis in Docker, and builds the examples. `make fuzz` runs every
+# against Redis and the example service in Docker, builds the examples, and
+# checks docker-compose.yml's fleet (compose-check). `make fuzz` runs every
 # fuzz target for FUZZTIME each.
 #
 # Developers without Docker: make test BREAKWATER_REQUIRE_DOCKER=0
@@ -38,10 +39,11 @@ MODULES := . cluster_test bench faults
 FUZZTIME ?= 1m
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench test-bench test-faults fuzz install-redis redis-rootfs fleet-bin
+	bench test-bench test-faults fuzz install-redis redis-rootfs compose-bin \
+	compose-up compose-down compose-check
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-faults test-cluster test-bench examples
+test: install-redis lint test-root test-faults test-cluster test-bench examples compose-check
 
 ## lint: gofmt check, go vet and staticcheck on both modules.
 lint: fmt-check vet staticcheck
@@ -130,7 +132,31 @@ install-redis:
 redis-rootfs: install-redis
 	scripts/redis-rootfs.sh deploy/redis
 
-## fleet-bin: the static binary of ./examples/fleet for deploy/fleet.
-fleet-bin:
-	@[[ -d examples/fleet ]] || { echo "fleet-bin: examples/fleet does not exist yet"; exit 1; }
-	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/fleet/fleet ./examples/fleet
+## compose-bin: the static binaries of ./examples/service and
+## ./examples/downstream for deploy/service and deploy/downstream (FROM
+## scratch), with the host's CA certificates for rediss:// URLs.
+compose-bin:
+	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/service/service ./examples/service
+	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/downstream/downstream ./examples/downstream
+	@ca=/etc/ssl/certs/ca-certificates.crt; \
+	if [[ -r $$ca ]]; then cp $$ca deploy/service/ca-certificates.crt; \
+	else : >deploy/service/ca-certificates.crt; echo "compose-bin: no $$ca; rediss:// needs REDIS_URL to a server whose CA you add"; fi
+
+# COMPOSE is docker-compose (v1) when installed, else `docker compose` (v2).
+COMPOSE ?= $(shell if command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo docker compose; fi)
+
+## compose-up: build the images and start docker-compose.yml's fleet:
+## Redis, the downstream and three replicas of examples/service.
+compose-up: compose-bin redis-rootfs
+	$(COMPOSE) up -d --build
+	@echo "fleet up: curl -s localhost:$${BREAKWATER_SERVICE_1_PORT:-8081}/status; curl -s -X POST localhost:$${BREAKWATER_DOWNSTREAM_PORT:-8090}/fail"
+
+## compose-down: stop and remove the fleet of compose-up.
+compose-down:
+	$(COMPOSE) down --remove-orphans
+
+## compose-check: bring the fleet up in a compose project of its own, fail
+## the downstream, check through the replicas' /status that they tripped
+## once and together, heal it, check that they recovered, tear it down.
+compose-check: compose-bin redis-rootfs
+	BREAKWATER_REQUIRE_DOCKER=$(BREAKWATER_REQUIRE_DOCKER) scripts/compose-check.sh
