@@ -362,21 +362,32 @@ func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
 }
 
 // ForceOpen holds the breaker open for the whole fleet until ForceClose or Reset.
-func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, CommandOpen) }
+func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, CommandOpen, 0) }
+
+// ForceOpenFor opens the breaker for the whole fleet for d (at least 1ms):
+// it is Open (reason "forced_open") with its next probe d from now, and
+// then half-opens as after a trip. It does not count as a trip.
+func (b *Breaker) ForceOpenFor(ctx context.Context, d time.Duration) error {
+	if d < time.Millisecond {
+		return fmt.Errorf("breaker %q: force open for %v: want at least 1ms", b.name, d)
+	}
+	return b.force(ctx, CommandOpen, d)
+}
 
 // ForceClose closes the breaker for the whole fleet, clearing its counts.
-func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, CommandClose) }
+func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, CommandClose, 0) }
 
 // Disable lets every call through, fleet-wide, until ForceClose or Reset.
-func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, CommandDisable) }
+func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, CommandDisable, 0) }
 
 // Reset clears the breaker's counts, totals and windows and closes it for
 // the whole fleet. It also repairs keys that hold foreign data.
-func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, CommandReset) }
+func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, CommandReset, 0) }
 
-func (b *Breaker) force(ctx context.Context, c Command) error {
+func (b *Breaker) force(ctx context.Context, c Command, openFor time.Duration) error {
 	req := b.request()
 	req.Command = c
+	req.OpenFor = openFor
 	req.Random = rand.Float64()
 	rep, err := b.store.Force(ctx, req)
 	if err != nil {

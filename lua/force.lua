@@ -9,10 +9,18 @@
 --
 -- KEYS, common ARGV and reply: see lib.lua.
 -- ARGV[19] the command. Verdict: "ok".
+-- ARGV[20] (optional, open only) an open duration in ms: when above 0, open
+--   moves the breaker to the ordinary open state (reason forced_open) with
+--   its next probe that long from now, so that it half-opens by itself. It
+--   always makes a transition, and does not count as a trip.
 
 local action = ARGV[19]
 local perr = load_params()
 if perr then return redis.error_reply(perr) end
+local open_for = tonumber(ARGV[20] or '0')
+if open_for == nil or open_for < 0 then
+  return redis.error_reply('BWARGS argument 20 (open duration) is not a number >= 0')
+end
 
 if action == 'reset' then
   local ok, g = pcall(redis.call, 'HGET', K_STATE, 'gen')
@@ -37,7 +45,12 @@ local to = targets[action]
 if to == nil then
   return redis.error_reply('BWARGS unknown force command ' .. tostring(action))
 end
-if ST.st ~= to then
+if action == 'open' and open_for > 0 then
+  local trips = ST.trips
+  transition('open', 'forced_open')
+  ST.trips = trips
+  ST.probe_at = NOW + math.floor(open_for)
+elseif ST.st ~= to then
   transition(to, reasons[action])
 end
 save()

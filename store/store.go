@@ -167,7 +167,11 @@ func (s *Store) Force(ctx context.Context, req breaker.Request) (breaker.Reply, 
 	if !ok {
 		return breaker.Reply{}, fmt.Errorf("store: breaker %q: unknown command %d", req.Name, req.Command)
 	}
-	return s.run(ctx, "force", s.force, req, c)
+	openFor := ms(req.OpenFor)
+	if req.OpenFor > 0 && openFor == 0 {
+		openFor = 1
+	}
+	return s.run(ctx, "force", s.force, req, c, openFor)
 }
 
 // Read implements breaker.Store.
