@@ -38,7 +38,7 @@ type Request struct {
 	// state for this long (at least 1ms), after which it half-opens by
 	// itself; zero holds it ForcedOpen.
 	OpenFor time.Duration
-	Random     float64   // a number in [0, 1) for the open duration's jitter
+	Random  float64 // a number in [0, 1) for the open duration's jitter
 }
 
 // Result is one call's outcome as sent to the store.
