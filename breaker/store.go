@@ -34,11 +34,11 @@ type Request struct {
 	Generation int64     // Record: the generation the results were admitted under
 	Results    []Result  // Record: outcomes in the order they happened
 	Command    Command   // Force
+	Random     float64   // a number in [0, 1) for the open duration's jitter
 	// OpenFor, with CommandOpen, opens the breaker in the ordinary Open
 	// state for this long (at least 1ms), after which it half-opens by
 	// itself; zero holds it ForcedOpen.
 	OpenFor time.Duration
-	Random  float64 // a number in [0, 1) for the open duration's jitter
 }
 
 // Result is one call's outcome as sent to the store.
