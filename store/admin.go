@@ -438,3 +438,60 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 	sort.Strings(st.Instances)
 	return st, nil
 }
+
+// Announcement is what Follow passes on: an announced transition, or news
+// of the subscription itself.
+type Announcement struct {
+	// Name and Generation of an announced transition. Announcements are
+	// hints: read the state (Inspect) rather than trust them.
+	Name       string
+	Generation int64
+	// Subscribed is set when the subscription started or started again;
+	// after a restart, announcements made meanwhile were missed.
+	Subscribed bool
+	// Err is set when the subscription broke; Follow re-establishes it.
+	Err error
+}
+
+// Follow subscribes to the store's channel and calls fn with every
+// announcement, on one goroutine, until ctx is done; it then returns nil.
+// When the connection breaks, fn hears the error once, and Subscribed once
+// the subscription is back. Messages that do not parse are dropped.
+func (s *Store) Follow(ctx context.Context, fn func(Announcement)) error {
+	ps := s.client.Subscribe(ctx, s.channel)
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
+	defer stop()
+	backoff, lost := 50*time.Millisecond, false
+	for {
+		msg, err := ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if !lost {
+				lost = true
+				fn(Announcement{Err: fmt.Errorf("store: subscription to %s: %w", s.channel, classify(err))})
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				lost = false
+				fn(Announcement{Subscribed: true})
+			}
+		case *redis.Message:
+			if gen, name, ok := parseAnnouncement(m.Payload); ok {
+				fn(Announcement{Name: name, Generation: gen})
+			}
+		}
+	}
+}
