@@ -407,7 +407,9 @@ func TestWatch(t *testing.T) {
 	done := make(chan int, 1)
 	e := env{getenv: func(string) string { return "" }, now: time.Now,
 		terminal: func(w io.Writer) bool { return w == io.Writer(stdout) }}
-	go func() { done <- run(ctx, []string{"--redis", url, "--prefix", "ops", "watch", "api:*"}, stdout, stderr, e) }()
+	go func() {
+		done <- run(ctx, []string{"--redis", url, "--prefix", "ops", "watch", "api:*"}, stdout, stderr, e)
+	}()
 	defer func() {
 		cancel()
 		select {
