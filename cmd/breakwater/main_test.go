@@ -37,7 +37,11 @@ const wait = 10 * time.Second
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{})
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // stableEnv is the env of golden tests: no terminal, volatile values masked.
@@ -132,8 +136,8 @@ func fleet(t *testing.T, c redis.UniversalClient, prefix string) *store.Store {
 	return st
 }
 
-// maskJSON replaces the volatile values of status --json; stable mode
-// masks them already, so this only checks that they are there.
+// checkJSON checks that status --json printed the six breakers as JSON
+// (stable mode masks the volatile values).
 func checkJSON(t *testing.T, out string) {
 	t.Helper()
 	var rows []map[string]interface{}
@@ -362,6 +366,7 @@ func (l *lines) await(t *testing.T, from int, s string) (line, int) {
 
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
@@ -370,12 +375,12 @@ var (
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "breakwater-cmd-test-")
-		if err != nil {
+		var err error
+		if binDir, err = os.MkdirTemp("", "breakwater-cmd-test-"); err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "breakwater")
+		binPath = filepath.Join(binDir, "breakwater")
 		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -384,7 +389,6 @@ func binary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	t.Cleanup(func() {}) // the binary is removed with its directory by the OS temp cleaner
 	return binPath
 }
 
