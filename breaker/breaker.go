@@ -72,6 +72,7 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.unwatch = st.Watch(name, b.notified)
+	b.attach()
 	return b, nil
 }
 
@@ -128,6 +129,14 @@ func (p *Permit) Probe() bool { return p.lease != "" }
 // open one rejects them until the next probe is due; a half-open one asks
 // the store, which grants the fleet's probe leases.
 func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
+	p, err := b.allow(ctx)
+	if err != nil {
+		b.rejected(err)
+	}
+	return p, err
+}
+
+func (b *Breaker) allow(ctx context.Context) (*Permit, error) {
 	now := b.clock.Now()
 	b.mu.Lock()
 	v, degraded, closed := b.view, b.degraded, b.closed
@@ -243,6 +252,7 @@ func (p *Permit) Done(ctx context.Context, err error) {
 func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	now := b.clock.Now()
 	slow := b.s.SlowCallDuration > 0 && now.Sub(p.start) >= b.s.SlowCallDuration
+	b.ended(p, o, slow, now)
 	switch o {
 	case Success:
 		if slow && b.s.SlowCallRate > 0 {
@@ -610,5 +620,6 @@ func (b *Breaker) Close() error {
 	b.unwatch()
 	b.cancel()
 	b.wg.Wait()
+	b.detach()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -113,6 +114,12 @@ type Settings struct {
 	Instance string
 	// Clock is the local clock (default: the system clock).
 	Clock Clock
+	// Observer, when set, is told of every call, rejection and store call
+	// of the breaker, for metrics (default: none).
+	Observer Observer
+	// Logger, when set, logs the breaker's transitions (Info), the loss of
+	// its store (Warn) and its recovery (Info) (default: silent).
+	Logger *slog.Logger
 }
 
 // Defaults of Settings.
