@@ -1,0 +1,3 @@
+// Package breakwaterotel records Breakwater's metrics through the
+// OpenTelemetry metric API.
+package breakwaterotel
