@@ -216,6 +216,14 @@ func (b *Breaker) allowLocally(now time.Time) (*Permit, error) {
 // due. It asks nothing of the store and reserves nothing; retry policies ask
 // it before every attempt.
 func (b *Breaker) Check(ctx context.Context) error {
+	err := b.check(ctx)
+	if err != nil {
+		b.rejected(err)
+	}
+	return err
+}
+
+func (b *Breaker) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -23,7 +23,9 @@ type Observer interface {
 	Detached(b *Breaker)
 	// CallEnded is called once for every admitted call, when it ends.
 	CallEnded(CallInfo)
-	// CallRejected is called for every call the breaker rejects.
+	// CallRejected is called for every call the breaker rejects: by Allow
+	// (and so Execute), and by Check, which a retry policy asks before
+	// each attempt and which refuses the attempt without calling Allow.
 	CallRejected(Rejection)
 	// StoreCalled is called after every call the breaker makes to its
 	// store, with how long it took and its error.

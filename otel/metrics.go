@@ -80,6 +80,14 @@ type tracked struct {
 
 var _ breaker.Observer = (*Metrics)(nil)
 
+// Histogram buckets, in seconds: calls as OpenTelemetry's HTTP duration
+// conventions advise; store calls, which take a fraction of a millisecond
+// when Redis is near, from 100µs up to the store's default timeout and past.
+var (
+	callBuckets  = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	storeBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+)
+
 // New returns Metrics recording through the meter of opts.MeterProvider.
 func New(opts Options) (*Metrics, error) {
 	mp := opts.MeterProvider
@@ -98,7 +106,7 @@ func New(opts Options) (*Metrics, error) {
 		metric.WithUnit("{call}"), metric.WithDescription("Calls a breaker admitted, by outcome, counted when they end."))
 	add(err)
 	m.callDuration, err = m.meter.Float64Histogram("breakwater.circuitbreaker.call.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of the calls a breaker admitted, by outcome."))
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(callBuckets...), metric.WithDescription("Duration of the calls a breaker admitted, by outcome."))
 	add(err)
 	m.rejections, err = m.meter.Int64Counter("breakwater.circuitbreaker.rejections",
 		metric.WithUnit("{call}"), metric.WithDescription("Calls a breaker rejected, by reason."))
@@ -110,7 +118,7 @@ func New(opts Options) (*Metrics, error) {
 		metric.WithUnit("{probe}"), metric.WithDescription("Half-open probes this instance ran, by outcome."))
 	add(err)
 	m.storeCalls, err = m.meter.Float64Histogram("breakwater.store.call.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of a breaker's calls to its store, by operation; error.type is set on failures."))
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(storeBuckets...), metric.WithDescription("Duration of a breaker's calls to its store, by operation; error.type is set on failures."))
 	add(err)
 	m.batches, err = m.meter.Int64Counter("breakwater.circuitbreaker.batches",
 		metric.WithUnit("{batch}"), metric.WithDescription("Batches of outcomes sent to the store; error.type is set on failures."))
