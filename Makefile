@@ -28,16 +28,17 @@ BREAKWATER_REQUIRE_DOCKER ?= 1
 TEST_FLAGS ?= -race -count=1 -timeout 5m
 BENCH_FLAGS ?= -benchtime 1s
 
-# The modules of the repository: the library, the fleet tests, the benchmarks.
-MODULES := . cluster_test bench
+# The modules of the repository: the library, the fleet tests, the
+# benchmarks, the OpenTelemetry metrics.
+MODULES := . cluster_test bench otel
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench test-bench install-redis redis-rootfs fleet-bin
+	bench test-bench test-otel install-redis redis-rootfs fleet-bin
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-cluster test-bench examples
+test: install-redis lint test-root test-cluster test-bench test-otel examples
 
-## lint: gofmt check, go vet and staticcheck on both modules.
+## lint: gofmt check, go vet and staticcheck on every module.
 lint: fmt-check vet staticcheck
 
 fmt-check:
@@ -73,9 +74,15 @@ test-cluster: install-redis
 	TESTCONTAINERS_RYUK_DISABLED=true \
 		$(GO) test $(TEST_FLAGS) ./...
 
+## test-otel: the OpenTelemetry metrics (otel/, its own module) and their
+## Prometheus example.
+test-otel:
+	cd otel && $(GO) test $(TEST_FLAGS) ./...
+
 ## examples: build and run the examples, as a newcomer would.
 examples:
-	$(GO) build ./examples/...
+	$(GO) build ./examples/... ./cmd/...
+	cd otel && $(GO) build ./examples/...
 	$(GO) run ./examples/quickstart
 	$(GO) run ./examples/fleet -no-color
 

@@ -58,7 +58,7 @@ func matches(set attribute.Set, want string) bool {
 	for _, kv := range strings.Split(want, ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		got, ok := set.Value(attribute.Key(k))
-		if !ok || got.Emit() != v {
+		if !ok || got.String() != v {
 			return false
 		}
 	}
