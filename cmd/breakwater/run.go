@@ -73,7 +73,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// exitError carries an exit code with an error.
+// codeError carries an exit code with an error.
 type codeError struct {
 	code int
 	err  error
