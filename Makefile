@@ -33,19 +33,19 @@ BENCH_FLAGS ?= -benchtime 1s
 
 # The modules of the repository: the library, the fleet tests, the
 # benchmarks, the fault-injection tests.
-MODULES := . cluster_test bench faults
+MODULES := . cluster_test bench faults otel
 
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 1m
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench test-bench test-faults fuzz install-redis redis-rootfs compose-bin \
+	bench test-bench test-faults test-otel fuzz install-redis redis-rootfs compose-bin \
 	compose-up compose-down compose-check
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-faults test-cluster test-bench examples compose-check
+test: install-redis lint test-root test-faults test-cluster test-bench test-otel examples compose-check
 
-## lint: gofmt check, go vet and staticcheck on both modules.
+## lint: gofmt check, go vet and staticcheck on every module.
 lint: fmt-check vet staticcheck
 
 fmt-check:
@@ -88,6 +88,11 @@ test-faults: install-redis
 	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
 		$(GO) test $(TEST_FLAGS) ./...
 
+## test-otel: the OpenTelemetry metrics (otel/, its own module) and their
+## Prometheus example.
+test-otel:
+	cd otel && $(GO) test $(TEST_FLAGS) ./...
+
 ## fuzz: run every fuzz target of the library for FUZZTIME (default 1m),
 ## one at a time (go test -fuzz takes one target per run). Their seed
 ## corpora (testdata/fuzz/) run with every `go test`.
@@ -102,7 +107,8 @@ fuzz:
 
 ## examples: build and run the examples, as a newcomer would.
 examples:
-	$(GO) build ./examples/...
+	$(GO) build ./examples/... ./cmd/...
+	cd otel && $(GO) build -o /dev/null ./examples/prometheus
 	$(GO) run ./examples/quickstart
 	$(GO) run ./examples/fleet -no-color
 

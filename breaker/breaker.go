@@ -98,7 +98,8 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	}
 	b.v.Store(&view{})
 	b.cell.Store(&cell{})
-	b.hub = joinHub(st, b)
+	b.attach()
+	b.hub = joinHub(b.store, b)
 	b.unwatch = st.Watch(name, b.notified)
 	return b, nil
 }
@@ -160,7 +161,11 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 		}
 		return p, nil
 	}
-	return b.allowSlow(ctx, *v)
+	p, err := b.allowSlow(ctx, *v)
+	if err != nil {
+		b.rejected(err)
+	}
+	return p, err
 }
 
 func (b *Breaker) allowSlow(ctx context.Context, v view) (Permit, error) {
@@ -234,6 +239,14 @@ func (b *Breaker) allowLocally(v view, now time.Time) (Permit, error) {
 // due. It asks nothing of the store and reserves nothing; retry policies ask
 // it before every attempt.
 func (b *Breaker) Check(ctx context.Context) error {
+	err := b.check(ctx)
+	if err != nil {
+		b.rejected(err)
+	}
+	return err
+}
+
+func (b *Breaker) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -277,6 +290,9 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	slow := false
 	if b.s.SlowCallDuration > 0 && !p.start.IsZero() {
 		slow = b.clock.Now().Sub(p.start) >= b.s.SlowCallDuration
+	}
+	if b.s.Observer != nil {
+		b.ended(p, o, slow, b.clock.Now())
 	}
 	if b.degraded.Load() {
 		b.feedOne(o, slow)
@@ -594,6 +610,7 @@ func (b *Breaker) Close() error {
 	}
 	b.unwatch()
 	b.hub.leave(b)
+	b.detach()
 	if err != nil {
 		return fmt.Errorf("breaker %q: close: outcomes not delivered: %w", b.name, err)
 	}

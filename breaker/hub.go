@@ -316,7 +316,11 @@ func (b *Breaker) answer(o op, res Op) {
 		b.inflight = nil
 	}
 	more := b.pendingLocked()
+	pending := b.pendingCount()
 	b.mu.Unlock()
+	if obs := b.s.Observer; obs != nil {
+		obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending)})
+	}
 	b.adopt(res.Reply, now, false, 0)
 	for _, ch := range o.f.waiters {
 		close(ch)

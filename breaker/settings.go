@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -126,6 +127,12 @@ type Settings struct {
 	// pub/sub is silent: a breaker that heard nothing from the store for
 	// this long reads its state (default 5s).
 	RefreshInterval time.Duration
+	// Observer, when set, is told of every call, rejection and store call
+	// of the breaker, for metrics (default: none).
+	Observer Observer
+	// Logger, when set, logs the breaker's transitions (Info), the loss of
+	// its store (Warn) and its recovery (Info) (default: silent).
+	Logger *slog.Logger
 }
 
 // Reporting says how a breaker reports outcomes to its store.

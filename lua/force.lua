@@ -49,8 +49,10 @@ if action == 'open' then
   end
 end
 if dur > 0 then
+  local trips = ST.trips
   transition('open', 'forced_open')
   set('probe_at', NOW + dur)
+  set('trips', trips) -- an operator's open is not a trip
 elseif ST.st ~= to then
   transition(to, reasons[action])
 end

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ type Options struct {
 	// this long (default 24h). It must exceed the longest call a breaker
 	// protects.
 	IdleExpiry time.Duration
+	// Logger, when set, logs the loss of the store's subscription (Warn)
+	// and its return (Info) (default: silent).
+	Logger *slog.Logger
 }
 
 // Defaults of Options.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -76,11 +77,16 @@ func (s *Store) subscribe(ctx context.Context, done chan struct{}) {
 		return
 	}
 	backoff := 50 * time.Millisecond
+	lost := false
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if !lost {
+				lost = true
+				s.log(slog.LevelWarn, "store: subscription lost, resubscribing", slog.Any("error", err))
 			}
 			// go-redis reconnects and resubscribes on the next Receive; a
 			// *redis.Subscription then tells the watchers to re-read.
@@ -96,6 +102,10 @@ func (s *Store) subscribe(ctx context.Context, done chan struct{}) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				if lost {
+					lost = false
+					s.log(slog.LevelInfo, "store: resubscribed; breakers re-read their state")
+				}
 				s.notifyAll()
 			}
 		case *redis.Message:
@@ -104,6 +114,13 @@ func (s *Store) subscribe(ctx context.Context, done chan struct{}) {
 				s.notify(name, gen)
 			}
 		}
+	}
+}
+
+// log logs to Options.Logger, if any.
+func (s *Store) log(level slog.Level, msg string, attrs ...slog.Attr) {
+	if l := s.opts.Logger; l != nil {
+		l.LogAttrs(context.Background(), level, msg, append(attrs, slog.String("channel", s.channel))...)
 	}
 }
 
