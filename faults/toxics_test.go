@@ -168,7 +168,7 @@ func runToxic(t *testing.T, toxic string, want degrade) {
 						return
 					case <-tick.C:
 					}
-					var p *breaker.Permit
+					var p breaker.Permit
 					var err error
 					timed(func() { p, err = in.b.Allow(ctx) })
 					if err != nil {
