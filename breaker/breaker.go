@@ -45,7 +45,6 @@ type Breaker struct {
 	readWant bool      // a read is asked for
 	refresh  time.Time // when the next periodic read is due
 	refIdx   int       // index in the hub's refresh heap
-	failures int       // store calls failed in a row
 
 	mu           sync.Mutex
 	viewVersion  uint64 // counts adopted views
