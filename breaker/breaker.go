@@ -35,6 +35,7 @@ type Breaker struct {
 	v        atomic.Pointer[view] // the view of the shared state; never nil
 	cell     atomic.Pointer[cell] // outcomes of the view's generation
 	degraded atomic.Bool          // the store is unreachable: decide locally
+	fed      atomic.Int64         // outcomes given to the fallback one by one since the last drain
 	closed   atomic.Bool
 
 	// hub state, guarded by the hub's mutex
@@ -43,18 +44,21 @@ type Breaker struct {
 	urgent   bool      // flush at once
 	heapIdx  int       // index in the hub's flush heap, -1 when not in it
 	readWant bool      // a read is asked for
+	readGen  int64     // the announced generation the read follows (0: none)
 	refresh  time.Time // when the next periodic read is due
 	refIdx   int       // index in the hub's refresh heap
 
 	mu           sync.Mutex
 	viewVersion  uint64 // counts adopted views
 	lastAnswer   time.Time
-	distrust     bool // an announcement was not confirmed: ignore them until the next refresh
+	distrust     bool      // an announcement was not confirmed: ignore them for an interval
+	lastRead     time.Time // when a read for an announcement was answered
 	inflight     *flush
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
 	catchUp      bool // ask the store to move past the view's generation
+	recheck      bool // ask the store to count failures that have settled
 	seq          int64
 	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
@@ -268,11 +272,12 @@ func (b *Breaker) check(ctx context.Context) error {
 }
 
 // Done reports the end of the permitted call with its error, classified as
-// Settings.Classify says (nil is a success). With ReportBatched it counts a
-// success locally and returns at once; a failure while closed (which may
-// trip the breaker) and a probe's result are reported at once, and Done
-// returns when the store has counted them or failed to, so that the next
-// call sees their effect. With ReportSync every outcome is reported so.
+// Settings.Classify says (nil is a success). With ReportBatched it counts
+// the outcome locally and returns at once (the outcome is reported within
+// Settings.FlushInterval), except for a probe's result, which is reported
+// at once: Done returns when the store has counted it or failed to, so
+// that the next call sees its effect. With ReportSync every outcome is
+// reported so.
 // ctx's cancellation does not stop the report.
 func (p Permit) Done(ctx context.Context, err error) {
 	if p.b == nil {
@@ -295,6 +300,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	}
 	if b.degraded.Load() {
 		b.feedOne(o, slow)
+		b.fed.Add(1)
 	}
 	if p.lease != "" {
 		b.probeDone(ctx, p, o, slow)
@@ -304,8 +310,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 		return
 	}
 	urgent := b.record(p.gen, o, slow)
-	if b.s.Reporting == ReportSync || o == Failure && urgent {
-		// A failure may trip the breaker: the next call should know.
+	if b.s.Reporting == ReportSync {
 		b.flushAndWait(ctx)
 		return
 	}

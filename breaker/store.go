@@ -84,9 +84,16 @@ type Batch struct {
 	// the last one (both are Failures when there is no success), and Run
 	// the longest run of failures between two successes.
 	Lead, Trail, Run uint64
-	// SuccessAge is how long ago the last success happened, when the batch
-	// is sent: a store orders it against other instances' failures by it.
-	SuccessAge time.Duration
+	// SuccessAge is how long ago the last success happened, and
+	// FailureAge the first of the trailing failures (all failures when
+	// there is no success), when the batch is sent: a store orders the
+	// batch against other instances' outcomes by them.
+	SuccessAge, FailureAge time.Duration
+	// Settle is how late after its outcomes a batch may arrive (about the
+	// flush interval; 0 for outcomes reported one by one): failures count
+	// towards a trip only once they are this old, so that a success
+	// reported late can still end their run.
+	Settle time.Duration
 }
 
 // Add appends one outcome to b; Ignored outcomes are not counted.
@@ -136,6 +143,10 @@ func (b *Batch) Append(c Batch) {
 	if c.Successes > 0 {
 		b.SuccessAge = c.SuccessAge
 	}
+	if c.Successes > 0 || b.Trail == c.Failures {
+		b.FailureAge = c.FailureAge
+	}
+	b.Settle = max(b.Settle, c.Settle)
 }
 
 // Len returns how many outcomes b counts.

@@ -69,9 +69,9 @@ local P = setmetatable({}, {__index = function(t, k)
 end})
 
 local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat'}
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl'}
 local NF = #FIELDS
-local TEXT = {st = true, from = true, why = true, by = true}
+local TEXT = {st = true, from = true, why = true, by = true, rl = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
@@ -95,7 +95,7 @@ end
 local function fresh(gen)
   ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, lfat = 0}
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = ''}
   for _, f in ipairs(FIELDS) do CH[f] = true end
   NCH = NF
   CREATED = true
@@ -123,10 +123,10 @@ local function load_state(with_seq)
   if with_seq then
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
-      'lfat', SEQ_FIELD)
+      'rl', SEQ_FIELD)
   else
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
-      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat')
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl')
   end
   if v[1] == false and v[2] == false then
     fresh(math.max(NOW, P.known + 1))
@@ -135,8 +135,10 @@ local function load_state(with_seq)
   for i = 1, NF do
     local f, x = FIELDS[i], v[i]
     if x == false then
-      if f == 'fl' or f == 'ren' or f == 'lfat' then
+      if f == 'fl' or f == 'ren' then
         x = 0 -- absent from breakers written by older scripts
+      elseif f == 'rl' then
+        x = ''
       else
         return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
       end
@@ -284,7 +286,7 @@ local function transition(to, why)
   set('fl', ST.gen)
   set('pko', ST.ko)
   set('ok', 0); set('ko', 0); set('cf', 0); set('cfat', 0); set('hs', 0); set('probe_at', 0)
-  set('lfat', 0)
+  set('rl', '')
   if to == 'open' then
     set('trips', ST.trips + 1)
     set('probe_at', NOW + open_duration())

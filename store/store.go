@@ -157,11 +157,9 @@ func recordArgs(req breaker.Request) []interface{} {
 	if seq < 0 {
 		seq = 0
 	}
-	age := int64(0)
-	if b.Successes > 0 && b.SuccessAge > 0 {
-		age = int64(b.SuccessAge / time.Microsecond)
-	}
-	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run, age}
+	us := func(d time.Duration) int64 { return int64(max(0, d) / time.Microsecond) }
+	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
+		us(b.SuccessAge), us(b.FailureAge), us(b.Settle)}
 }
 
 var commands = map[breaker.Command]string{
