@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/breakwater-go/breakwater/clock"
 )
 
 // Off disables the consecutive-failures policy when given as
@@ -39,17 +41,11 @@ func (f Fallback) String() string {
 	return fallbackNames[f]
 }
 
-// Clock tells the local time. It measures call durations and turns the
-// store's "open for another 3.2 s" into a local deadline; it never decides
-// anything shared, so instances whose clocks disagree still agree on every
-// decision.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+// Clock tells the local time; it is the one clock type of every Breakwater
+// package (package clock). It measures call durations and turns the store's
+// "open for another 3.2 s" into a local deadline; it never decides anything
+// shared, so instances whose clocks disagree still agree on every decision.
+type Clock = clock.Clock
 
 // Settings configure a Breaker. The zero value of every field means the
 // documented default; the zero Settings trip after 5 consecutive failures
@@ -197,7 +193,7 @@ func (s Settings) normalize() (Settings, error) {
 		s.ProbeLease = DefaultProbeLease
 	}
 	if s.Clock == nil {
-		s.Clock = realClock{}
+		s.Clock = clock.System{}
 	}
 	if s.Instance == "" {
 		s.Instance = defaultInstance()

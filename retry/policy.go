@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/breakwater-go/breakwater/clock"
 )
 
 // Defaults for the zero fields of a Policy.
@@ -213,11 +215,7 @@ type Budget interface {
 	AllowRetry(ctx context.Context) bool
 }
 
-// Clock is the source of time for Do. The real clock is the default; a fake
+// Clock is the source of time for Do: the one clock type of every
+// Breakwater package (package clock). The real clock is the default; a fake
 // clock lets tests move time without sleeping.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// After returns a channel that receives a value once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
+type Clock = clock.Clock

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/clock"
 	"github.com/breakwater-go/breakwater/lua"
 )
 
@@ -66,13 +67,9 @@ const (
 	DefaultBudgetFlushInterval = time.Second
 )
 
-// Clock is a RetryBudget's local clock. retry.Clock and
-// internal/fakeclock's Clock satisfy it.
-type Clock interface {
-	Now() time.Time
-	// After returns a channel that receives a value once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
+// Clock is a RetryBudget's local clock: the one clock type of every
+// Breakwater package (package clock).
+type Clock = clock.Clock
 
 // RetryBudget is a retry budget shared by a fleet: over a sliding window,
 // the fleet's retries may be at most Ratio × its requests + Floor × the
@@ -155,11 +152,6 @@ type BudgetUsage struct {
 	NextSlide time.Duration
 }
 
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // NewRetryBudget returns the retry budget called name, shared by every
 // instance that uses the same name and prefix on the Redis that client
 // reaches. The budget does not own client: Close leaves it open. It returns
@@ -188,7 +180,7 @@ func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOption
 		done:   make(chan struct{}),
 	}
 	if b.clock == nil {
-		b.clock, b.real = systemClock{}, true
+		b.clock, b.real = clock.System{}, true
 	}
 	b.runner = newRunner(client, opts.Timeout, opts.Cooldown, b.clock.Now)
 	b.width = b.width.Truncate(time.Millisecond)
