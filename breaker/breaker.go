@@ -270,18 +270,13 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	b.adopt(rep, now)
 }
 
-// classify applies go-circuitbreaker's markers, then Settings.Classify.
+// classify applies the markers (Ignore, MarkSuccess, and go-circuitbreaker's), then Settings.Classify.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 	if err == nil {
 		return Success
 	}
-	var success *circuitbreaker.SuccessMarkableError
-	if errors.As(err, &success) {
-		return Success
-	}
-	var ignore *circuitbreaker.IgnorableError
-	if errors.As(err, &ignore) {
-		return Ignored
+	if o, ok := markedOutcome(err); ok {
+		return o
 	}
 	if b.s.Classify != nil {
 		return b.s.Classify(ctx, err)

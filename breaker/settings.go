@@ -98,8 +98,8 @@ type Settings struct {
 	// vanishes without reporting frees it after this (default 30 s).
 	ProbeLease time.Duration
 	// Classify decides how a call's error counts. It is asked for every
-	// non-nil error that is not marked with go-circuitbreaker's Ignore or
-	// MarkAsSuccess (default DefaultClassify).
+	// non-nil error that is not marked with Ignore or MarkSuccess (or
+	// go-circuitbreaker's Ignore or MarkAsSuccess) (default DefaultClassify).
 	Classify func(ctx context.Context, err error) Outcome
 	// Fallback says how to decide while the store is unreachable (default
 	// FallbackLocal).
