@@ -71,9 +71,12 @@ type Policy struct {
 	MaxAttempts int
 
 	// MaxElapsed bounds the time from the start of Do after which no new
-	// attempt starts; waits are shortened to end by it. Attempts in flight
-	// are not interrupted: give fn a per-attempt timeout, or ctx a deadline,
-	// for that. Zero means no bound.
+	// attempt starts; Do's own backoffs are shortened to end by it, and a
+	// wait an error asks for (Retry-After) that would end past it stops Do
+	// at once. Attempts in flight are not interrupted: give fn a per-attempt
+	// timeout, or ctx a deadline, for that. Zero means no bound. (ctx's own
+	// deadline is a bound too: a wait that would end past it stops Do at
+	// once.)
 	MaxElapsed time.Duration
 
 	// BaseDelay is the wait after the first attempt before jitter.
