@@ -73,7 +73,7 @@ func (rt *roundTrip) try(ctx context.Context) (*http.Response, error) {
 			permit.Done(ctx, nil)
 		case se.StatusCode == http.StatusTooManyRequests && !t.countLimits:
 			permit.Done(ctx, breaker.Ignore(se))
-		case se.StatusCode >= 500:
+		case se.StatusCode >= 500 || se.StatusCode == http.StatusTooManyRequests:
 			permit.Done(ctx, se)
 		default:
 			permit.Done(ctx, nil)
@@ -165,7 +165,7 @@ func (rt *roundTrip) send(ctx context.Context, r *http.Request) (*http.Response,
 		_ = resp.Body.Close()
 	}
 	if state.Load() == 2 {
-		return nil, &attemptTimeoutError{d: d, err: err}
+		return nil, &attemptTimeoutError{d: d}
 	}
 	return nil, err
 }
@@ -192,21 +192,17 @@ func afterFunc(clk retry.Clock, d time.Duration, f func()) (stop func()) {
 // attemptTimeoutError is the error of an attempt that AttemptTimeout ended.
 // It matches context.DeadlineExceeded and reports Timeout, as net/http's
 // own timeouts do.
+// (What the base transport returned, a cancellation, is left out: it would
+// make the timeout look like the caller's own cancellation.)
 type attemptTimeoutError struct {
-	d   time.Duration
-	err error // what the base transport returned
+	d time.Duration
 }
 
 func (e *attemptTimeoutError) Error() string {
 	return fmt.Sprintf("transport: attempt timed out after %v (AttemptTimeout)", e.d.Round(time.Millisecond))
 }
 
-func (e *attemptTimeoutError) Unwrap() []error {
-	if e.err == nil {
-		return []error{context.DeadlineExceeded}
-	}
-	return []error{context.DeadlineExceeded, e.err}
-}
+func (e *attemptTimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // Timeout reports true.
 func (e *attemptTimeoutError) Timeout() bool { return true }
