@@ -92,7 +92,8 @@ type Clock = clock.Clock
 // counted meanwhile are sent to Redis once it answers again. A failed call
 // is retried after Cooldown, so a dead Redis costs one Timeout per Cooldown.
 //
-// Make a RetryBudget with NewRetryBudget; it is safe for concurrent use.
+// Make a RetryBudget with Store.RetryBudget (or NewRetryBudget); it is safe
+// for concurrent use.
 // Close stops its flushes.
 type RetryBudget struct {
 	client redis.UniversalClient
@@ -152,9 +153,31 @@ type BudgetUsage struct {
 	NextSlide time.Duration
 }
 
+// RetryBudget returns the retry budget called name on the store's Redis,
+// shared by every instance that uses the same name and prefix. Zero
+// Prefix, Timeout and Cooldown in opts take the store's (Options.Prefix,
+// Timeout, Cooldown), so that the budget lives beside the store's breakers
+// and fails the same way; the other fields mean what they mean for
+// NewRetryBudget. The budget has its own Close, which the store's does not
+// call: close the budget first.
+func (s *Store) RetryBudget(name string, opts BudgetOptions) (*RetryBudget, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = s.opts.Prefix
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = s.opts.Timeout
+	}
+	if opts.Cooldown == 0 {
+		opts.Cooldown = s.opts.Cooldown
+	}
+	return NewRetryBudget(s.client, name, opts)
+}
+
 // NewRetryBudget returns the retry budget called name, shared by every
 // instance that uses the same name and prefix on the Redis that client
-// reaches. The budget does not own client: Close leaves it open. It returns
+// reaches. Store.RetryBudget makes one from a Store, with the store's
+// prefix, timeout and cooldown; NewRetryBudget is for a budget without
+// breakers, or on another Redis. The budget does not own client: Close leaves it open. It returns
 // an error naming the option when opts or name is invalid. NewRetryBudget
 // does no I/O; it starts the periodic flush, which Close stops.
 func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOptions) (*RetryBudget, error) {
