@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/breakwater-go/breakwater/clock"
 )
@@ -234,9 +235,26 @@ func defaultInstance() string {
 // its name): empty, over 512 bytes, holding braces or control characters.
 func CheckName(name string) error {
 	if why := validName(name); why != "" {
-		return &SettingsError{Field: "name", Value: strconv.Quote(name), Reason: why}
+		return &SettingsError{Field: "name", Value: quoteName(name), Reason: why}
 	}
 	return nil
+}
+
+// quotedNameLimit is how many bytes of a name an error message quotes.
+const quotedNameLimit = 64
+
+// quoteName quotes name for an error message: whole when it is short, else
+// its first bytes (whole runes), an ellipsis and its length, so that a
+// runaway name does not flood the logs.
+func quoteName(name string) string {
+	if len(name) <= quotedNameLimit {
+		return strconv.Quote(name)
+	}
+	cut := quotedNameLimit
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(name[:cut]), len(name))
 }
 
 // validName reports why name cannot name a breaker, or "" when it can.

@@ -427,7 +427,7 @@ func (b *RetryBudget) run(ctx context.Context, requests, want, spent int64) (bud
 			return rep, nil
 		}
 	}
-	return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
+	return budgetReply{}, wrapf(err, "store: retry budget %q", b.name)
 }
 
 func parseBudgetReply(res interface{}) (budgetReply, error) {

@@ -207,7 +207,7 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req br
 			return rep, nil
 		}
 	}
-	return breaker.Reply{}, fmt.Errorf("store: breaker %q: %s: %w", req.Name, op, err)
+	return breaker.Reply{}, wrapf(err, "store: breaker %q: %s", req.Name, op)
 }
 
 var states = map[string]breaker.State{
