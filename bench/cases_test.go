@@ -237,6 +237,9 @@ func (c *leapingClock) Now() time.Time {
 	return c.start.Add(time.Duration(c.n.Add(1)) * (time.Hour + time.Second))
 }
 
+// After is the system clock's: a breaker never waits on its clock.
+func (c *leapingClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 func breakwaterHalfOpenRejectAsk(e *env) call {
 	holdProbe(e)
 	s := halfOpenSettings
