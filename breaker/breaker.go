@@ -374,18 +374,14 @@ func (b *Breaker) orphan(lease string, gen int64) {
 // maxOrphans bounds the lease releases kept; past it, leases expire.
 const maxOrphans = 64
 
-// classify applies the outcome markers, then Settings.Classify.
+// classify applies the markers (Ignore, MarkSuccess, and go-circuitbreaker's),
+// then Settings.Classify.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 	if err == nil {
 		return Success
 	}
-	var success *circuitbreaker.SuccessMarkableError
-	if errors.As(err, &success) {
-		return Success
-	}
-	var ignore *circuitbreaker.IgnorableError
-	if errors.As(err, &ignore) {
-		return Ignored
+	if o, ok := markedOutcome(err); ok {
+		return o
 	}
 	if b.s.Classify != nil {
 		return b.s.Classify(ctx, err)
