@@ -272,13 +272,13 @@ func (b *Breaker) check(ctx context.Context) error {
 }
 
 // Done reports the end of the permitted call with its error, classified as
-// Settings.Classify says (nil is a success). With ReportBatched it counts
-// the outcome locally and returns at once (the outcome is reported within
-// Settings.FlushInterval), except for a probe's result, which is reported
-// at once: Done returns when the store has counted it or failed to, so
-// that the next call sees its effect. With ReportSync every outcome is
-// reported so.
-// ctx's cancellation does not stop the report.
+// Settings.Classify says (nil is a success). With ReportBatched a success
+// is counted locally and Done returns at once (it is reported within
+// Settings.FlushInterval); a failure while closed (under the
+// consecutive-failures policy) and a probe's result are reported at once,
+// and Done returns when the store has counted them or failed to, so that
+// the next call sees their effect. With ReportSync every outcome is
+// reported so. ctx's cancellation does not stop the report.
 func (p Permit) Done(ctx context.Context, err error) {
 	if p.b == nil {
 		return
@@ -310,7 +310,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 		return
 	}
 	urgent := b.record(p.gen, o, slow)
-	if b.s.Reporting == ReportSync {
+	if b.s.Reporting == ReportSync || o == Failure && urgent {
 		b.flushAndWait(ctx)
 		return
 	}

@@ -142,14 +142,15 @@ func recordedTrace(seed int64, n int) []traceStep {
 }
 
 // TestDecisionParity: one recorded trace of mixed outcomes from 20
-// instances, replayed at a steady pace (25 outcomes per flush interval),
+// instances, replayed at a steady pace (5 outcomes per flush interval, a
+// pace a synchronous breaker keeps: each of its outcomes takes a round trip),
 // trips a batched breaker within one flush interval of the outcome at which
 // it trips a synchronous one, under a rate policy and under consecutive
 // failures. The trip is placed at the outcome the replay had reached when
 // the first instance heard of it.
 func TestDecisionParity(t *testing.T) {
 	const (
-		pace     = 200 * time.Microsecond
+		pace     = time.Millisecond
 		interval = breaker.DefaultFlushInterval
 		perFlush = int(interval / pace)
 		// slack is what the scheduling of a loaded machine may add to a
@@ -159,11 +160,11 @@ func TestDecisionParity(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	policies := map[string]breaker.Settings{
-		"failure-rate": {ConsecutiveFailures: breaker.Off, FailureRate: 0.5, MinimumCalls: 100,
+		"failure-rate": {ConsecutiveFailures: breaker.Off, FailureRate: 0.5, MinimumCalls: 50,
 			Window: 200 * time.Millisecond, WindowBuckets: 20},
 		"consecutive": {ConsecutiveFailures: 6},
 	}
-	trace := recordedTrace(7, 4000)
+	trace := recordedTrace(7, 2000)
 	for name, s := range policies {
 		t.Run(name, func(t *testing.T) {
 			// replay returns the outcome of the trace at which the breaker tripped.

@@ -168,7 +168,10 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 		c := b.cell.Load()
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
-				return n >= uint64(b.s.MaxBatch)
+				// A failure may trip the breaker at once (a run this instance made
+		// alone): report it now, and let the caller see the answer.
+		return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
+			n >= uint64(b.s.MaxBatch)
 			}
 		}
 	}
@@ -191,7 +194,10 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 				n, _ = c.addFailure(slow)
 			}
 		}
-		return n >= uint64(b.s.MaxBatch)
+		// A failure may trip the breaker at once (a run this instance made
+		// alone): report it now, and let the caller see the answer.
+		return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
+			n >= uint64(b.s.MaxBatch)
 	}
 	// An outcome of another generation waits apart, to be reported with it.
 	var one Batch

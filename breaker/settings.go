@@ -137,14 +137,17 @@ type Reporting int
 
 const (
 	// ReportBatched counts outcomes locally and reports them in batches,
-	// one store call per breaker per FlushInterval at most; a probe's
-	// result is reported at once. A closed breaker's calls then cost no
-	// I/O, and a trip comes about one FlushInterval after the failure that
-	// makes it: the store orders outcomes by when they happened, and counts
-	// a failure towards a run once the successes of that interval have had
-	// the time to arrive. Every outcome is counted exactly once: a batch
-	// carries the instance and a sequence number, and batches that could
-	// not be delivered wait for the store.
+	// one store call per breaker per FlushInterval at most; a failure
+	// while closed and a probe's result are reported at once (their Done
+	// waits for the store's answer). A closed breaker's successful calls
+	// then cost no I/O. The store orders outcomes by when they happened: a
+	// run of failures that one instance made alone trips the breaker at
+	// once; a run that several instances made counts once the successes of
+	// its flush interval have had the time to arrive, so that a success
+	// reported late can still end it (the trip then comes about one
+	// FlushInterval after the failure that makes it). Every outcome is
+	// counted exactly once: a batch carries the instance and a sequence
+	// number, and batches that could not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.

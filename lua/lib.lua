@@ -69,9 +69,9 @@ local P = setmetatable({}, {__index = function(t, k)
 end})
 
 local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl'}
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri'}
 local NF = #FIELDS
-local TEXT = {st = true, from = true, why = true, by = true, rl = true}
+local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
@@ -95,7 +95,7 @@ end
 local function fresh(gen)
   ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = ''}
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = ''}
   for _, f in ipairs(FIELDS) do CH[f] = true end
   NCH = NF
   CREATED = true
@@ -123,10 +123,10 @@ local function load_state(with_seq)
   if with_seq then
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
-      'rl', SEQ_FIELD)
+      'rl', 'ri', SEQ_FIELD)
   else
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
-      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl')
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri')
   end
   if v[1] == false and v[2] == false then
     fresh(math.max(NOW, P.known + 1))
@@ -137,7 +137,7 @@ local function load_state(with_seq)
     if x == false then
       if f == 'fl' or f == 'ren' then
         x = 0 -- absent from breakers written by older scripts
-      elseif f == 'rl' then
+      elseif f == 'rl' or f == 'ri' then
         x = ''
       else
         return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
@@ -287,6 +287,7 @@ local function transition(to, why)
   set('pko', ST.ko)
   set('ok', 0); set('ko', 0); set('cf', 0); set('cfat', 0); set('hs', 0); set('probe_at', 0)
   set('rl', '')
+  set('ri', '')
   if to == 'open' then
     set('trips', ST.trips + 1)
     set('probe_at', NOW + open_duration())

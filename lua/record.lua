@@ -32,8 +32,10 @@
 -- (time, failures) entries (field rl), a success drops the entries older
 -- than itself, and only failures older than the settling time count
 -- towards a trip, so that a success another instance has not reported yet
--- can still end the run. A trip therefore comes at most a settling time
--- after the failure that makes it.
+-- can still end the run. A run that one instance made alone is in that
+-- instance's own order and counts at once (field ri: the instance, or '*'
+-- for several). A trip therefore comes at most a settling time after the
+-- failure that makes it.
 -- Verdicts: "counted", "stale", "duplicate".
 
 local err = load(false, true)
@@ -55,8 +57,10 @@ local ok_at = NOW_US - n[29] -- when the last success happened (µs)
 local ko_at = NOW_US - n[30] -- when the trailing failures began (µs)
 local settled_at = NOW_US - n[31]
 
--- The current run of failures: entries "time:count" separated by spaces.
+-- The current run of failures: entries "time:count" separated by spaces,
+-- and who made it (RI).
 local RUN = {}
+local RI = ST.ri
 for tm, c in string.gmatch(ST.rl, '(%d+):(%d+)') do
   RUN[#RUN + 1] = {tonumber(tm), tonumber(c)}
 end
@@ -70,8 +74,15 @@ local function run_save()
   for i, e in ipairs(RUN) do parts[i] = string.format('%d:%d', e[1], e[2]) end
   local rl = table.concat(parts, ' ')
   if rl ~= ST.rl then set('rl', rl) end
+  if #RUN == 0 then RI = '' end
+  if RI ~= ST.ri then set('ri', RI) end
+end
+local function run_add(tm, c)
+  RUN[#RUN + 1] = {tm, c}
+  if RI == '' then RI = INSTANCE elseif RI ~= INSTANCE then RI = '*' end
 end
 local function run_len(before)
+  if RI ~= '*' and RI ~= '' then before = nil end -- one instance's run
   local total = 0
   for _, e in ipairs(RUN) do
     if before == nil or e[1] <= before then total = total + e[2] end
@@ -141,9 +152,10 @@ elseif ST.st == 'closed' then
       if e[1] > ok_at then kept[#kept + 1] = e end
     end
     RUN = kept
-    if trail > 0 then RUN[#RUN + 1] = {ko_at, trail} end
+    if #RUN == 0 then RI = '' end
+    if trail > 0 then run_add(ko_at, trail) end
   elseif ko > 0 then
-    RUN[#RUN + 1] = {ko_at, ko}
+    run_add(ko_at, ko)
   end
   table.sort(RUN, function(a, b) return a[1] < b[1] end)
   longest = math.max(longest, run_len(settled_at))
