@@ -126,14 +126,13 @@ func leaseName(id int64) string {
 
 // exec is one script's run on a state, as lib.lua's helpers.
 type exec struct {
-	s            state
-	in           *input
-	now          int64
-	changed      bool
-	created      bool
-	transitioned bool
-	windowOn     bool
-	sum          [3]int64 // window calls, failures, slow calls
+	s        state
+	in       *input
+	now      int64
+	changed  bool
+	created  bool
+	windowOn bool
+	sum      [3]int64 // window calls, failures, slow calls
 }
 
 func (e *exec) fresh(gen int64) {
@@ -209,7 +208,6 @@ func (e *exec) transition(to, why string) {
 	s.trouble = [instances]int64{}
 	e.sum = [3]int64{}
 	e.changed = true
-	e.transitioned = true
 }
 
 func (e *exec) reply(verdict string, wait int64, lease string) output {
