@@ -103,18 +103,18 @@ type bucket struct{ i, t, f, s int64 }
 // sequences), the probe leases and the window; and the clock of the last
 // script the model applied.
 type state struct {
-	exists                                 bool
-	st, from, why, by                      string
-	gen, fl, probeAt, trips, at            int64
-	ok, ko, cf, hs, tok, tko, tslow, tstal int64
-	pko                                    int64
-	lfat                                   bool // a failure was counted in this generation
-	cfat                                   int64
-	leases                                 [maxLeases]lease
-	trouble                                [instances]int64 // troubled instances: time of the last failure or slow call (0: none)
-	win                                    [buckets]bucket
-	seq                                    [instances]int64
-	last                                   int64
+	exists                                  bool
+	st, from, why, by                       string
+	gen, fl, probeAt, trips, at             int64
+	ok, ko, cf, hs, tok, tko, tslow, tstale int64
+	pko                                     int64
+	lfat                                    bool // a failure was counted in this generation
+	cfat                                    int64
+	leases                                  [maxLeases]lease
+	trouble                                 [instances]int64 // troubled instances: time of the last failure or slow call (0: none)
+	win                                     [buckets]bucket
+	seq                                     [instances]int64
+	last                                    int64
 }
 
 func leaseName(id int64) string {
@@ -221,7 +221,7 @@ func (e *exec) reply(verdict string, wait int64, lease string) output {
 	return output{verdict: verdict, st: s.st, gen: s.gen, wait: wait, from: s.from, why: s.why,
 		by: s.by, inState: e.now - s.at, ok: s.ok, ko: s.ko, cf: s.cf, hs: s.hs,
 		wt: e.sum[0], wf: e.sum[1], ws: e.sum[2], troubled: e.troubledNow(), tok: s.tok, tko: s.tko, tslow: s.tslow,
-		tstale: s.tstal, lease: lease, changed: e.changed, trips: s.trips, pko: s.pko, now: e.now}
+		tstale: s.tstale, lease: lease, changed: e.changed, trips: s.trips, pko: s.pko, now: e.now}
 }
 
 // dropLease removes a lease (ZREM) and keeps the live ones first.
@@ -294,7 +294,7 @@ func (e *exec) record() (output, bool) {
 	switch {
 	case b.ok+b.ko == 0:
 	case in.gen != 0 && in.gen < s.fl:
-		s.tstal += b.ok + b.ko
+		s.tstale += b.ok + b.ko
 		verdict = "stale"
 	case s.st == "closed":
 		s.ok += b.ok
@@ -454,7 +454,7 @@ func (e *exec) read() output {
 	}
 	o := output{verdict: "ok", st: s.st, gen: s.gen, from: s.from, why: s.why, by: s.by,
 		inState: e.now - s.at, ok: s.ok, ko: s.ko, cf: s.cf, hs: s.hs, tok: s.tok, tko: s.tko,
-		tslow: s.tslow, tstale: s.tstal, trips: s.trips, pko: s.pko, now: e.now}
+		tslow: s.tslow, tstale: s.tstale, trips: s.trips, pko: s.pko, now: e.now}
 	switch s.st {
 	case "open":
 		o.wait = max(0, s.probeAt-e.now)
@@ -535,7 +535,7 @@ func model() porcupine.Model {
 			s := v.(state)
 			h := fnv.New64a()
 			var buf [8]byte
-			for _, x := range []int64{s.gen, s.tok, s.tko, s.tstal, s.ok, s.ko, s.cf, s.hs, s.last} {
+			for _, x := range []int64{s.gen, s.tok, s.tko, s.tstale, s.ok, s.ko, s.cf, s.hs, s.last} {
 				binary.LittleEndian.PutUint64(buf[:], uint64(x))
 				_, _ = h.Write(buf[:])
 			}
@@ -555,7 +555,7 @@ func model() porcupine.Model {
 				return "absent"
 			}
 			return fmt.Sprintf("%s gen %d fl %d ok %d ko %d cf %d hs %d tok %d tko %d stale %d trips %d probe_at %d leases %v last %d",
-				s.st, s.gen, s.fl, s.ok, s.ko, s.cf, s.hs, s.tok, s.tko, s.tstal, s.trips, s.probeAt, s.leases, s.last)
+				s.st, s.gen, s.fl, s.ok, s.ko, s.cf, s.hs, s.tok, s.tko, s.tstale, s.trips, s.probeAt, s.leases, s.last)
 		},
 	}
 }

@@ -206,7 +206,7 @@ func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
 	s.st, s.from, s.why, s.by = h["st"], h["from"], h["why"], h["by"]
 	s.gen, s.fl, s.probeAt, s.trips, s.at = num("gen"), num("fl"), num("probe_at"), num("trips"), num("at")
 	s.ok, s.ko, s.cf, s.hs = num("ok"), num("ko"), num("cf"), num("hs")
-	s.tok, s.tko, s.tslow, s.tstal, s.pko = num("tok"), num("tko"), num("tslow"), num("tstale"), num("pko")
+	s.tok, s.tko, s.tslow, s.tstale, s.pko = num("tok"), num("tko"), num("tslow"), num("tstale"), num("pko")
 	s.lfat = num("lfat") > 0
 	s.cfat = num("cfat")
 	for i := range s.seq {
@@ -247,7 +247,7 @@ func encode(s state, inst int, now time.Time) []interface{} {
 	}
 	return []interface{}{"st", s.st, "gen", s.gen, "fl", s.fl, "probe_at", s.probeAt, "trips", s.trips,
 		"from", s.from, "why", s.why, "by", s.by, "at", s.at, "ok", s.ok, "ko", s.ko, "cf", s.cf,
-		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstal,
+		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstale,
 		"pko", s.pko, "ren", now.UnixMilli(), "lfat", lfat, "q." + instName(inst), s.seq[inst]}
 }
 
