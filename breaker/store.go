@@ -199,6 +199,9 @@ type Reply struct {
 	Lease   string        // the lease granted (VerdictProbe)
 	Changed bool          // this request made a transition
 	Counts  Counts
+	// ServerTime is the store's clock when it answered (Redis's, to the
+	// millisecond); zero when the store does not tell.
+	ServerTime time.Time
 }
 
 // Counts are a breaker's fleet-wide counts.

@@ -290,7 +290,7 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 	r.Changed = p.int(21) == 1
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
-	_ = p.int(24) // Redis's clock
+	r.ServerTime = time.UnixMilli(p.int(24))
 	if p.err != nil {
 		return breaker.Reply{}, p.err
 	}
