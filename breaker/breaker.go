@@ -58,7 +58,7 @@ type Breaker struct {
 	old          []pendingGen
 	waiters      []chan struct{}
 	catchUp      bool // ask the store to move past the view's generation
-	recheck      bool // ask the store to count failures that have settled
+	settled      time.Time // the store's time through which this instance's failures have settled
 	seq          int64
 	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)

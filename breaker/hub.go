@@ -327,6 +327,7 @@ func (o op) request() Op {
 	req.Seq = o.f.seq
 	req.Lease = o.f.lease
 	req.Batch = o.f.batch
+	req.SettledThrough = o.f.through
 	return Op{Kind: OpRecord, Request: req}
 }
 
@@ -362,8 +363,12 @@ func (b *Breaker) answer(o op, res Op) {
 	if o.f.batch.Failures > 0 && o.f.batch.Settle > 0 && b.s.ConsecutiveFailures != Off {
 		// Look again once these failures have settled: they may trip the
 		// breaker then, with no other outcome to bring them up.
+		through := res.Reply.ServerTime.Add(-o.f.batch.FailureAge)
 		b.mu.Lock()
-		b.catchUp, b.recheck = true, true
+		b.catchUp = true
+		if through.After(b.settled) {
+			b.settled = through
+		}
 		b.mu.Unlock()
 		b.hub.scheduleAt(b, time.Now().Add(o.f.batch.Settle-o.f.batch.FailureAge+settleMargin))
 	}

@@ -149,6 +149,7 @@ type flush struct {
 	batch   Batch
 	waiters []chan struct{}
 	failed  bool // a delivery failed; counted in the breaker's unreported
+	through time.Time // the store's time through which failures settled
 }
 
 // pendingGen holds outcomes of a generation that is no longer the view's.
@@ -258,12 +259,8 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		f.waiters, b.waiters = b.waiters, nil
 	}
 	f.batch.Settle = b.settle()
-	if b.recheck && f.batch.Len() == 0 {
-		// This instance's failures have settled: count every failure of
-		// the run now.
-		f.batch.Settle = 0
-	}
-	b.recheck = false
+	f.through = b.settled
+	b.settled = time.Time{}
 	b.catchUp = false
 	f.seq = b.nextSeq(now)
 	b.inflight = f

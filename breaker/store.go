@@ -72,6 +72,10 @@ type Request struct {
 	// (0: until closed).
 	OpenFor time.Duration
 	Random  float64 // a number in [0, 1) for the open duration's jitter
+	// SettledThrough is the store's time (see Reply.ServerTime) through
+	// which this instance's failures have settled (Batch.Settle): they
+	// count towards a trip now (zero: none).
+	SettledThrough time.Time
 	Full    bool    // Read: read the window and troubled instances too
 }
 

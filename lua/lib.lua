@@ -29,7 +29,7 @@
 --   16 troubled instances in the window (0 unless quorum > 1)   17 total successes   18 total failures
 --   19 total slow calls   20 total stale outcomes   21 lease id   22 1 if this call
 --   changed the state, else 0   23 consecutive trips   24 failures counted in
---   the previous generation   25 Redis's clock (ms)
+--   the previous generation   25 Redis's clock (ms)   26 Redis's clock (µs)
 -- Errors: "BWCORRUPT ..." when the keys hold data this layout does not know,
 --   "BWARGS ..." when the arguments are malformed.
 --
@@ -371,5 +371,5 @@ local function reply(verdict, wait, lease)
   end
   return {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
     ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled_now(),
-    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW}
+    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW, NOW_US}
 end

@@ -24,8 +24,10 @@
 -- ARGV[29] µs since the batch's last success (its age when sent)
 -- ARGV[30] µs since the first of the batch's trailing failures
 -- ARGV[31] settling time (µs): how late a batch may arrive after its
---          outcomes happened (0 for outcomes reported one by one, and for
---          an instance's second look once its own failures have settled)
+--          outcomes happened (0 for outcomes reported one by one)
+-- ARGV[32] Redis time (µs) through which failures have settled, as the
+--          asking instance knows (0: none): an instance looks again once
+--          its own failures have settled, even while Redis's clock stands
 --
 -- The consecutive-failures policy orders outcomes by when they happened,
 -- not by when their batches arrive: the current run is kept as a list of
@@ -42,7 +44,7 @@ local err = load(false, true)
 if err then return redis.error_reply(err) end
 
 local n = {}
-for i = 20, 31 do
+for i = 20, 32 do
   if i ~= 21 then
     local x = tonumber(ARGV[i])
     if x == nil or x ~= x or x < 0 or x >= MAXINT or x ~= math.floor(x) then
@@ -55,7 +57,7 @@ local gen, lease, seq = n[20], ARGV[21] or '', n[22]
 local ok, ko, slow, lead, trail, run = n[23], n[24], n[25], n[26], n[27], n[28]
 local ok_at = NOW_US - n[29] -- when the last success happened (µs)
 local ko_at = NOW_US - n[30] -- when the trailing failures began (µs)
-local settled_at = NOW_US - n[31]
+local settled_at = math.max(NOW_US - n[31], n[32])
 
 -- The current run of failures: entries "time:count" separated by spaces,
 -- and who made it (RI).

@@ -159,7 +159,7 @@ func recordArgs(req breaker.Request) []interface{} {
 	}
 	us := func(d time.Duration) int64 { return int64(max(0, d) / time.Microsecond) }
 	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
-		us(b.SuccessAge), us(b.FailureAge), us(b.Settle)}
+		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro())}
 }
 
 var commands = map[breaker.Command]string{
@@ -291,6 +291,9 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
 	r.ServerTime = time.UnixMilli(p.int(24))
+	if len(a) > replyLen {
+		r.ServerTime = time.UnixMicro(p.int(25))
+	}
 	if p.err != nil {
 		return breaker.Reply{}, p.err
 	}
