@@ -57,7 +57,7 @@ type Breaker struct {
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool // ask the store to move past the view's generation
+	catchUp      bool      // ask the store to move past the view's generation
 	settled      time.Time // the store's time through which this instance's failures have settled
 	seq          int64
 	unreported   uint64 // outcomes that waited while the store was away

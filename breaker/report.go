@@ -148,7 +148,7 @@ type flush struct {
 	lease   string
 	batch   Batch
 	waiters []chan struct{}
-	failed  bool // a delivery failed; counted in the breaker's unreported
+	failed  bool      // a delivery failed; counted in the breaker's unreported
 	through time.Time // the store's time through which failures settled
 }
 
@@ -170,9 +170,9 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
 				// A failure may trip the breaker at once (a run this instance made
-		// alone): report it now, and let the caller see the answer.
-		return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
-			n >= uint64(b.s.MaxBatch)
+				// alone): report it now, and let the caller see the answer.
+				return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
+					n >= uint64(b.s.MaxBatch)
 			}
 		}
 	}

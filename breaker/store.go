@@ -76,7 +76,7 @@ type Request struct {
 	// which this instance's failures have settled (Batch.Settle): they
 	// count towards a trip now (zero: none).
 	SettledThrough time.Time
-	Full    bool    // Read: read the window and troubled instances too
+	Full           bool // Read: read the window and troubled instances too
 }
 
 // Batch is a run of outcomes one instance saw under one generation, as
