@@ -205,8 +205,8 @@ type Reply struct {
 	// Short is set on a store's short answer to a Record: the breaker is
 	// closed at the generation the request knew, and From, Reason, By,
 	// InState and Counts are not given (the asking instance knows them).
-	Short bool
-	Counts  Counts
+	Short  bool
+	Counts Counts
 	// ServerTime is the store's clock when it answered (Redis's, to the
 	// millisecond); zero when the store does not tell.
 	ServerTime time.Time
