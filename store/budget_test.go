@@ -65,6 +65,9 @@ func (e *budgetEnv) budget(name string, o store.BudgetOptions) *store.RetryBudge
 	if o.Clock == nil {
 		o.Clock = e.clock
 	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second // generous: these tests are not about a slow Redis
+	}
 	b, err := store.NewRetryBudget(e.client(), name, o)
 	if err != nil {
 		e.t.Fatalf("NewRetryBudget: %v", err)
@@ -557,7 +560,7 @@ func TestRetryBudgetOnRedisCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
 	defer c.Close()
-	b, err := store.NewRetryBudget(c, "dep", store.BudgetOptions{Prefix: "cluster", Ratio: 0.5, Floor: store.NoFloor})
+	b, err := store.NewRetryBudget(c, "dep", store.BudgetOptions{Prefix: "cluster", Ratio: 0.5, Floor: store.NoFloor, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +589,8 @@ func TestRetryBudgetBoundsAFleetRetryStorm(t *testing.T) {
 		window    = 30 * time.Second
 		buckets   = 10
 	)
-	opts := store.BudgetOptions{Prefix: "storm", Ratio: ratio, Floor: floor, Window: window, Buckets: buckets}
+	// A generous timeout: this test is about the budget, not about a slow Redis.
+	opts := store.BudgetOptions{Prefix: "storm", Ratio: ratio, Floor: floor, Window: window, Buckets: buckets, Timeout: 5 * time.Second}
 	budgets := make([]*store.RetryBudget, instances)
 	for i := range budgets {
 		b, err := store.NewRetryBudget(srv.Client(t), "dep", opts)
