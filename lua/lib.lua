@@ -105,8 +105,10 @@ local function corrupt(f, why)
   return 'BWCORRUPT state hash ' .. K_STATE .. ' field ' .. f .. ' ' .. why
 end
 
--- count validates a non-negative integer below 2^53.
+-- count validates a non-negative integer below 2^53, written in decimal
+-- digits only (tonumber also reads "1e3", "0x10" and " 7", which Go does not).
 local function count(x)
+  if type(x) == 'string' and not string.find(x, '^%d+$') then return nil end
   local n = tonumber(x)
   if n == nil or n ~= n or n < 0 or n >= MAXINT or n ~= math.floor(n) then
     return nil
@@ -230,8 +232,9 @@ end
 
 -- load reads what the script needs before anything is written, so that
 -- foreign data stops a script before it changes a thing. The window is read
--- only when a rate policy is on, or when full (force); the other keys'
--- types are checked by the commands that use them (WRONGTYPE).
+-- only when a rate policy is on, the troubled instances only under a quorum,
+-- all keys when full (force, read); the leases' types are otherwise checked
+-- by the commands that use them (WRONGTYPE).
 local WINDOW_ON = false
 local I_DIRTY, L_DIRTY = false, false
 local function load(full, with_seq)
@@ -245,10 +248,24 @@ local function load(full, with_seq)
     err = load_window()
     if err then return err end
   end
+  -- A troubled instance's time, or a lease's expiry, far beyond now (+inf,
+  -- say) would count an instance as troubled, or hold a probe's place, for
+  -- ever. Each check costs O(log n) and fails with WRONGTYPE on foreign data.
+  if full or P.quorum > 1 then
+    local z = redis.call('ZRANGE', K_INST, '(' .. string.format('%d', NOW + P.window), '+inf',
+      'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    if #z > 0 then
+      return 'BWCORRUPT troubled zset ' .. K_INST .. ' member ' .. z[1] .. ' has time ' .. z[2] ..
+        ', beyond now and the window'
+    end
+  end
   if full then
-    -- These fail with WRONGTYPE on foreign data, at O(1) cost.
-    redis.call('ZCARD', K_INST)
-    redis.call('ZCARD', K_LEASE)
+    local z = redis.call('ZRANGE', K_LEASE, '(' .. string.format('%d', NOW + P.lease), '+inf',
+      'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    if #z > 0 then
+      return 'BWCORRUPT lease zset ' .. K_LEASE .. ' member ' .. z[1] .. ' expires at ' .. z[2] ..
+        ', beyond the probe lease'
+    end
   end
   return nil
 end

@@ -52,6 +52,10 @@ func adminCalls(t *testing.T, b *breaker.Breaker, errs ...error) {
 		}
 		p.Done(context.Background(), e)
 	}
+	// Successes are reported in batches: deliver them before anyone reads.
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatalf("%s: Flush: %v", b.Name(), err)
+	}
 }
 
 var errAdmin = errors.New("dependency failed")
