@@ -250,19 +250,18 @@ local function load(full, with_seq)
   end
   -- A troubled instance's time, or a lease's expiry, far beyond now (+inf,
   -- say) would count an instance as troubled, or hold a probe's place, for
-  -- ever. Each check costs O(log n) and fails with WRONGTYPE on foreign data.
+  -- ever. Each check reads the highest score (O(log n)) and fails with
+  -- WRONGTYPE on foreign data.
   if full or P.quorum > 1 then
-    local z = redis.call('ZRANGE', K_INST, '(' .. string.format('%d', NOW + P.window), '+inf',
-      'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-    if #z > 0 then
+    local z = redis.call('ZRANGE', K_INST, -1, -1, 'WITHSCORES')
+    if #z > 0 and not ((tonumber(z[2]) or math.huge) <= NOW + P.window) then
       return 'BWCORRUPT troubled zset ' .. K_INST .. ' member ' .. z[1] .. ' has time ' .. z[2] ..
         ', beyond now and the window'
     end
   end
   if full then
-    local z = redis.call('ZRANGE', K_LEASE, '(' .. string.format('%d', NOW + P.lease), '+inf',
-      'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-    if #z > 0 then
+    local z = redis.call('ZRANGE', K_LEASE, -1, -1, 'WITHSCORES')
+    if #z > 0 and not ((tonumber(z[2]) or math.huge) <= NOW + P.lease) then
       return 'BWCORRUPT lease zset ' .. K_LEASE .. ' member ' .. z[1] .. ' expires at ' .. z[2] ..
         ', beyond the probe lease'
     end
