@@ -1,7 +1,9 @@
 # Breakwater's one test command is `make test`. It installs redis-server when
 # it is missing, checks formatting, vets and lints the modules, runs the
 # library's tests against real Redis, the fault-injection tests (faults/:
-# Toxiproxy in front of real Redis) and the fleet tests (cluster_test/)
+# Toxiproxy in front of real Redis), the linearizability check
+# (linearizability/: porcupine on a history against real Redis) and the
+# fleet tests (cluster_test/)
 # against Redis and the example service in Docker, builds the examples, and
 # checks docker-compose.yml's fleet (compose-check). `make fuzz` runs every
 # fuzz target for FUZZTIME each.
@@ -32,18 +34,19 @@ TEST_FLAGS ?= -race -count=1 -timeout 5m
 BENCH_FLAGS ?= -benchtime 1s
 
 # The modules of the repository: the library, the fleet tests, the
-# benchmarks, the fault-injection tests.
-MODULES := . cluster_test bench faults otel
+# benchmarks, the fault-injection tests, the metrics, the linearizability
+# check.
+MODULES := . cluster_test bench faults otel linearizability
 
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 1m
 
 .PHONY: test lint fmt-check vet staticcheck test-root test-cluster examples \
-	bench test-bench test-faults test-otel fuzz install-redis redis-rootfs compose-bin \
+	bench test-bench test-faults test-otel test-linearizability fuzz install-redis redis-rootfs compose-bin \
 	compose-up compose-down compose-check
 
 ## test: the project's one test command (what CI runs).
-test: install-redis lint test-root test-faults test-cluster test-bench test-otel examples compose-check
+test: install-redis lint test-root test-faults test-linearizability test-cluster test-bench test-otel examples compose-check
 
 ## lint: gofmt check, go vet and staticcheck on every module.
 lint: fmt-check vet staticcheck
@@ -88,6 +91,15 @@ test-faults: install-redis
 	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
 		$(GO) test $(TEST_FLAGS) ./...
 
+## test-linearizability: 16 instances run over 10,000 concurrent operations
+## against one redis-server; porcupine checks the history against a model
+## of the breaker (linearizability/, its own module), and catches a
+## deliberately non-atomic record.
+test-linearizability: install-redis
+	cd linearizability && \
+	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
+		$(GO) test $(TEST_FLAGS) ./...
+
 ## test-otel: the OpenTelemetry metrics (otel/, its own module) and their
 ## Prometheus example.
 test-otel:
@@ -98,7 +110,7 @@ test-otel:
 ## corpora (testdata/fuzz/) run with every `go test`.
 fuzz:
 	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' --exclude-dir=faults \
-		--exclude-dir=cluster_test --exclude-dir=bench . | xargs -n1 dirname | sort -u); do \
+		--exclude-dir=cluster_test --exclude-dir=bench --exclude-dir=linearizability . | xargs -n1 dirname | sort -u); do \
 		for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
 			echo "fuzz: $$name in $$dir for $(FUZZTIME)"; \
 			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir; \

@@ -34,7 +34,8 @@ var cases = []benchCase{
 	{name: "gobreaker-local/open", cmds: 0, setup: gobreakerLocalOpen},
 	{name: "gobreaker-redis/closed", cmds: 4, setup: gobreakerRedisClosed},
 	{name: "gobreaker-redis/open", cmds: 4, setup: gobreakerRedisOpen},
-	{name: "breakwater/closed", cmds: 1, setup: breakwaterClosed},
+	{name: "breakwater/closed", cmds: 0, setup: breakwaterClosed},
+	{name: "breakwater/closed-sync", cmds: 2, setup: breakwaterClosedSync},
 	{name: "breakwater/open", cmds: 0, setup: breakwaterOpen},
 	{name: "breakwater/half-open-reject", cmds: 0, setup: breakwaterHalfOpenReject},
 	{name: "breakwater/half-open-reject-ask", cmds: 1, setup: breakwaterHalfOpenRejectAsk},
@@ -159,6 +160,16 @@ func breakwaterClosed(e *env) call {
 	}
 }
 
+// breakwaterClosedSync reports every outcome as the call ends
+// (ReportSync): per call, one pipelined round trip of TIME and the script.
+func breakwaterClosedSync(e *env) call {
+	b := e.instance(true, breaker.Settings{Reporting: breaker.ReportSync})
+	return func(ctx context.Context) error {
+		_, err := breaker.Execute(ctx, b, succeedCtx)
+		return wantNil(err)
+	}
+}
+
 func breakwaterOpen(e *env) call {
 	b := e.instance(true, breaker.Settings{ConsecutiveFailures: 1, OpenDuration: time.Hour})
 	ctx := context.Background()
@@ -236,6 +247,9 @@ type leapingClock struct {
 func (c *leapingClock) Now() time.Time {
 	return c.start.Add(time.Duration(c.n.Add(1)) * (time.Hour + time.Second))
 }
+
+// After is the system clock's: a breaker never waits on its clock.
+func (c *leapingClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 func breakwaterHalfOpenRejectAsk(e *env) call {
 	holdProbe(e)

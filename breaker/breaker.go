@@ -35,6 +35,7 @@ type Breaker struct {
 	v        atomic.Pointer[view] // the view of the shared state; never nil
 	cell     atomic.Pointer[cell] // outcomes of the view's generation
 	degraded atomic.Bool          // the store is unreachable: decide locally
+	fed      atomic.Int64         // outcomes given to the fallback one by one since the last drain
 	closed   atomic.Bool
 
 	// hub state, guarded by the hub's mutex
@@ -43,18 +44,21 @@ type Breaker struct {
 	urgent   bool      // flush at once
 	heapIdx  int       // index in the hub's flush heap, -1 when not in it
 	readWant bool      // a read is asked for
+	readGen  int64     // the announced generation the read follows (0: none)
 	refresh  time.Time // when the next periodic read is due
 	refIdx   int       // index in the hub's refresh heap
 
 	mu           sync.Mutex
 	viewVersion  uint64 // counts adopted views
 	lastAnswer   time.Time
-	distrust     bool // an announcement was not confirmed: ignore them until the next refresh
+	distrust     bool      // an announcement was not confirmed: ignore them for an interval
+	lastRead     time.Time // when a read for an announcement was answered
 	inflight     *flush
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool // ask the store to move past the view's generation
+	catchUp      bool      // ask the store to move past the view's generation
+	settled      time.Time // the store's time through which this instance's failures have settled
 	seq          int64
 	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
@@ -268,12 +272,13 @@ func (b *Breaker) check(ctx context.Context) error {
 }
 
 // Done reports the end of the permitted call with its error, classified as
-// Settings.Classify says (nil is a success). With ReportBatched it counts a
-// success locally and returns at once; a failure while closed (which may
-// trip the breaker) and a probe's result are reported at once, and Done
-// returns when the store has counted them or failed to, so that the next
-// call sees their effect. With ReportSync every outcome is reported so.
-// ctx's cancellation does not stop the report.
+// Settings.Classify says (nil is a success). With ReportBatched a success
+// is counted locally and Done returns at once (it is reported within
+// Settings.FlushInterval); a failure while closed (under the
+// consecutive-failures policy) and a probe's result are reported at once,
+// and Done returns when the store has counted them or failed to, so that
+// the next call sees their effect. With ReportSync every outcome is
+// reported so. ctx's cancellation does not stop the report.
 func (p Permit) Done(ctx context.Context, err error) {
 	if p.b == nil {
 		return
@@ -295,6 +300,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	}
 	if b.degraded.Load() {
 		b.feedOne(o, slow)
+		b.fed.Add(1)
 	}
 	if p.lease != "" {
 		b.probeDone(ctx, p, o, slow)
@@ -305,7 +311,6 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	}
 	urgent := b.record(p.gen, o, slow)
 	if b.s.Reporting == ReportSync || o == Failure && urgent {
-		// A failure may trip the breaker: the next call should know.
 		b.flushAndWait(ctx)
 		return
 	}
@@ -369,18 +374,14 @@ func (b *Breaker) orphan(lease string, gen int64) {
 // maxOrphans bounds the lease releases kept; past it, leases expire.
 const maxOrphans = 64
 
-// classify applies the outcome markers, then Settings.Classify.
+// classify applies the markers (Ignore, MarkSuccess, and go-circuitbreaker's),
+// then Settings.Classify.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 	if err == nil {
 		return Success
 	}
-	var success *circuitbreaker.SuccessMarkableError
-	if errors.As(err, &success) {
-		return Success
-	}
-	var ignore *circuitbreaker.IgnorableError
-	if errors.As(err, &ignore) {
-		return Ignored
+	if o, ok := markedOutcome(err); ok {
+		return o
 	}
 	if b.s.Classify != nil {
 		return b.s.Classify(ctx, err)

@@ -275,7 +275,7 @@ func TestForceCommandsActOnTheFleet(t *testing.T) {
 func TestForeignDataIsAnErrorNotAPanic(t *testing.T) {
 	e := newMini(t)
 	st := e.store()
-	b, err := breaker.New("foreign", st, breaker.Settings{Clock: e.clock})
+	b, err := breaker.New("foreign", st, reportingFor(breaker.Settings{Clock: e.clock}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,12 @@
 // Settings.Fallback says, and tells its listeners.
 //
 // Execute runs a function under the breaker; Allow and Permit.Done are the
-// two-step form for code that cannot be wrapped. A Breaker is safe for
-// concurrent use.
+// two-step form for code that cannot be wrapped; ExecuteWithFallback runs a
+// fallback when the breaker rejects the call. An error marked with Ignore is
+// not counted, one marked with MarkSuccess counts as a success; Classify
+// decides the rest. A Breaker is safe for concurrent use.
+//
+// A Group makes breakers on demand, one per key (a tenant, a host, a route),
+// with shared settings and per-key overrides, and keeps a bounded number of
+// them in memory; ExecuteIn runs a call under a key's breaker.
 package breaker

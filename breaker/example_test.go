@@ -21,7 +21,11 @@ func ExampleExecute() {
 
 	st, _ := store.New(client, store.Options{Prefix: "checkout"})
 	defer st.Close()
-	b, err := breaker.New("payments-api", st, breaker.Settings{ConsecutiveFailures: 3, OpenDuration: 30 * time.Second})
+	b, err := breaker.New("payments-api", st, breaker.Settings{ConsecutiveFailures: 3, OpenDuration: 30 * time.Second,
+		// Report each outcome before the call returns, so that the call
+		// after the third failure is rejected. The default, ReportBatched,
+		// reports within a few milliseconds and costs no I/O per call.
+		Reporting: breaker.ReportSync})
 	if err != nil {
 		panic(err)
 	}

@@ -154,7 +154,7 @@ func fleetAttach(t *testing.T, client redis.UniversalClient, name string, s brea
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	in.st = st
-	b, err := breaker.New(name, st, s)
+	b, err := breaker.New(name, st, reportingFor(s))
 	if err != nil {
 		t.Fatalf("breaker.New: %v", err)
 	}

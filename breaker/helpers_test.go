@@ -60,6 +60,7 @@ func (e *mini) instance(name string, s breaker.Settings) *breaker.Breaker {
 	if s.Clock == nil {
 		s.Clock = e.clock
 	}
+	s = reportingFor(s)
 	b, err := breaker.New(name, e.store(), s)
 	if err != nil {
 		e.t.Fatal(err)
@@ -67,6 +68,16 @@ func (e *mini) instance(name string, s breaker.Settings) *breaker.Breaker {
 	e.t.Cleanup(func() { b.Close() })
 	track(e.t, b)
 	return b
+}
+
+// reportingFor makes the tests of the state machine report each outcome
+// before Done returns (their steps expect each outcome's effect at once);
+// tests of batched reporting say so by setting FlushInterval.
+func reportingFor(s breaker.Settings) breaker.Settings {
+	if s.Reporting == breaker.ReportBatched && s.FlushInterval == 0 {
+		s.Reporting = breaker.ReportSync
+	}
+	return s
 }
 
 // tracked holds each test's breakers, so that a snapshot can include the

@@ -114,7 +114,9 @@ func (h *hub) schedule(b *Breaker, urgent bool) {
 		return
 	}
 	now := time.Now()
-	due := now.Add(b.s.FlushInterval)
+	// A batch is sent a little before its interval ends, so that it arrives
+	// within the interval: the store lets failures settle for that long.
+	due := now.Add(max(b.s.FlushInterval-settleMargin, b.s.FlushInterval/2))
 	if urgent {
 		due = now
 		b.urgent = true
@@ -134,6 +136,27 @@ func (h *hub) schedule(b *Breaker, urgent bool) {
 	h.signal()
 }
 
+// scheduleAt asks for b's report at due at the latest.
+func (h *hub) scheduleAt(b *Breaker, due time.Time) {
+	h.mu.Lock()
+	if b.closed.Load() {
+		h.mu.Unlock()
+		return
+	}
+	if b.heapIdx >= 0 {
+		if due.Before(b.due) {
+			b.due = due
+			heap.Fix(&h.flushes, b.heapIdx)
+		}
+	} else {
+		b.due = due
+		heap.Push(&h.flushes, b)
+	}
+	b.queued = true
+	h.mu.Unlock()
+	h.signal()
+}
+
 // read asks for a read of b's state: at once for an announcement (gen >
 // 0), spread over a short random delay after a resubscription (gen 0).
 func (h *hub) read(b *Breaker, gen int64) {
@@ -143,6 +166,7 @@ func (h *hub) read(b *Breaker, gen int64) {
 		return
 	}
 	b.readWant = true
+	b.readGen = gen
 	if gen > 0 {
 		h.reads = append(h.reads, b)
 	} else {
@@ -219,7 +243,7 @@ func (h *hub) collect(now time.Time, ops []op) []op {
 		h.reads = h.reads[1:]
 		b.readWant = false
 		if !b.closed.Load() {
-			ops = append(ops, b.readOp(1))
+			ops = append(ops, b.readOp(b.readGen))
 		}
 	}
 	if len(h.spread) > 0 && !h.spreadAt.After(now) {
@@ -236,12 +260,19 @@ func (h *hub) collect(now time.Time, ops []op) []op {
 		b := h.refresh[0]
 		interval := b.s.RefreshInterval
 		b.mu.Lock()
-		last := b.lastAnswer
-		b.distrust = false
-		b.mu.Unlock()
-		if last.Add(interval).After(now) {
+		last, distrust, lastRead := b.lastAnswer, b.distrust, b.lastRead
+		switch {
+		case distrust && now.Sub(lastRead) >= interval:
+			// An announcement was false an interval ago: trust them again.
+			// The next one's read is this interval's read.
+			b.distrust = false
+			b.mu.Unlock()
+			b.refresh = now.Add(jitter(interval))
+		case last.Add(interval).After(now):
+			b.mu.Unlock() // heard from the store within the interval
 			b.refresh = last.Add(interval)
-		} else {
+		default:
+			b.mu.Unlock()
 			ops = append(ops, b.readOp(0))
 			b.refresh = now.Add(jitter(interval))
 		}
@@ -296,6 +327,7 @@ func (o op) request() Op {
 	req.Seq = o.f.seq
 	req.Lease = o.f.lease
 	req.Batch = o.f.batch
+	req.SettledThrough = o.f.through
 	return Op{Kind: OpRecord, Request: req}
 }
 
@@ -327,6 +359,18 @@ func (b *Breaker) answer(o op, res Op) {
 	}
 	if more {
 		b.hub.schedule(b, b.urgentPending())
+	}
+	if o.f.batch.Failures > 0 && o.f.batch.Settle > 0 && b.s.ConsecutiveFailures != Off {
+		// Look again once these failures have settled: they may trip the
+		// breaker then, with no other outcome to bring them up.
+		through := res.Reply.ServerTime.Add(-o.f.batch.FailureAge)
+		b.mu.Lock()
+		b.catchUp = true
+		if through.After(b.settled) {
+			b.settled = through
+		}
+		b.mu.Unlock()
+		b.hub.scheduleAt(b, time.Now().Add(o.f.batch.Settle-o.f.batch.FailureAge+settleMargin))
 	}
 }
 

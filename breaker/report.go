@@ -36,6 +36,7 @@ type cell struct {
 	// Guarded by the breaker's mu.
 	lead, trail, run uint64 // as in Batch, for the failures in w
 	lastOK           uint64 // successes in w at the last failure
+	trailAt          int64  // when the trailing failures began (see since)
 	spill            Batch  // outcomes moved out of w when a field was full
 }
 
@@ -84,13 +85,16 @@ func (c *cell) addFailure(slow bool) (n uint64, ok bool) {
 		case o == 0:
 			c.lead++
 			c.trail++
-		case o == c.lastOK:
+		case o == c.lastOK && c.trail > 0:
 			c.trail++
 		default:
 			if c.lastOK > 0 {
 				c.run = max(c.run, c.trail)
 			}
 			c.trail = 1
+		}
+		if c.trail == 1 {
+			c.trailAt = since()
 		}
 		c.lastOK = o
 		return o + k + 1, true
@@ -125,6 +129,9 @@ func (c *cell) take(seal bool) Batch {
 			trail = 0
 		}
 		b.Lead, b.Trail, b.Run = c.lead, trail, run
+		if trail > 0 {
+			b.FailureAge = time.Duration(max(0, since()-c.trailAt))
+		}
 	}
 	c.lead, c.trail, c.run, c.lastOK = 0, 0, 0, 0
 	out := c.spill
@@ -141,7 +148,8 @@ type flush struct {
 	lease   string
 	batch   Batch
 	waiters []chan struct{}
-	failed  bool // a delivery failed; counted in the breaker's unreported
+	failed  bool      // a delivery failed; counted in the breaker's unreported
+	through time.Time // the store's time through which failures settled
 }
 
 // pendingGen holds outcomes of a generation that is no longer the view's.
@@ -161,7 +169,10 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 		c := b.cell.Load()
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
-				return n >= uint64(b.s.MaxBatch)
+				// A failure may trip the breaker at once (a run this instance made
+				// alone): report it now, and let the caller see the answer.
+				return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
+					n >= uint64(b.s.MaxBatch)
 			}
 		}
 	}
@@ -184,7 +195,10 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 				n, _ = c.addFailure(slow)
 			}
 		}
-		return o == Failure && b.view().state == Closed || n >= uint64(b.s.MaxBatch)
+		// A failure may trip the breaker at once (a run this instance made
+		// alone): report it now, and let the caller see the answer.
+		return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
+			n >= uint64(b.s.MaxBatch)
 	}
 	// An outcome of another generation waits apart, to be reported with it.
 	var one Batch
@@ -244,11 +258,28 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	if len(f.waiters) == 0 && f.lease == "" {
 		f.waiters, b.waiters = b.waiters, nil
 	}
+	f.batch.Settle = b.settle()
+	f.through = b.settled
+	b.settled = time.Time{}
 	b.catchUp = false
 	f.seq = b.nextSeq(now)
 	b.inflight = f
 	return f
 }
+
+// settle is how late a batch of b may arrive after its outcomes: a flush
+// interval (a batch is sent a margin before its interval ends); 0 when
+// outcomes are reported one by one.
+func (b *Breaker) settle() time.Duration {
+	if b.s.Reporting == ReportSync {
+		return 0
+	}
+	return b.s.FlushInterval
+}
+
+// settleMargin is how much before its flush interval ends a batch is sent,
+// for its delivery.
+const settleMargin = time.Millisecond
 
 // nextSeq returns a sequence number above every earlier one of this
 // instance for this breaker, even across restarts: it starts from the
@@ -289,8 +320,8 @@ func (b *Breaker) pendingCount() uint64 {
 // for the store, in the order the batch knows; the caller holds mu. While
 // the store is away, outcomes go to the fallback one by one instead.
 func (b *Breaker) feedFallback(batch Batch) {
-	if b.degraded.Load() || batch.Len() == 0 {
-		return
+	if b.fed.Swap(0) > 0 || batch.Len() == 0 {
+		return // given to the fallback one by one, while the store was away
 	}
 	const most = 64 // a warm breaker needs the recent past, not all of it
 	fails := func(n uint64) {

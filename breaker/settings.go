@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/breakwater-go/breakwater/clock"
 )
 
 // Off disables the consecutive-failures policy when given as
@@ -40,17 +43,11 @@ func (f Fallback) String() string {
 	return fallbackNames[f]
 }
 
-// Clock tells the local time. It measures call durations and turns the
-// store's "open for another 3.2 s" into a local deadline; it never decides
-// anything shared, so instances whose clocks disagree still agree on every
-// decision.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+// Clock tells the local time; it is the one clock type of every Breakwater
+// package (package clock). It measures call durations and turns the store's
+// "open for another 3.2 s" into a local deadline; it never decides anything
+// shared, so instances whose clocks disagree still agree on every decision.
+type Clock = clock.Clock
 
 // Settings configure a Breaker. The zero value of every field means the
 // documented default; the zero Settings trip after 5 consecutive failures
@@ -103,8 +100,8 @@ type Settings struct {
 	// vanishes without reporting frees it after this (default 30 s).
 	ProbeLease time.Duration
 	// Classify decides how a call's error counts. It is asked for every
-	// non-nil error that is not marked with go-circuitbreaker's Ignore or
-	// MarkAsSuccess (default DefaultClassify).
+	// non-nil error that is not marked with Ignore or MarkSuccess (or
+	// go-circuitbreaker's Ignore or MarkAsSuccess) (default DefaultClassify).
 	Classify func(ctx context.Context, err error) Outcome
 	// Fallback says how to decide while the store is unreachable (default
 	// FallbackLocal).
@@ -140,12 +137,17 @@ type Reporting int
 
 const (
 	// ReportBatched counts outcomes locally and reports them in batches,
-	// one store call per breaker per FlushInterval at most, at once when an
-	// outcome may change the shared decision (a failure while closed, a
-	// probe's result: their Done waits for the store's answer). A closed
-	// breaker's successful calls then cost no I/O. Every outcome is counted
-	// exactly once: a batch carries the instance and a sequence number, and
-	// batches that could not be delivered wait for the store.
+	// one store call per breaker per FlushInterval at most; a failure
+	// while closed and a probe's result are reported at once (their Done
+	// waits for the store's answer). A closed breaker's successful calls
+	// then cost no I/O. The store orders outcomes by when they happened: a
+	// run of failures that one instance made alone trips the breaker at
+	// once; a run that several instances made counts once the successes of
+	// its flush interval have had the time to arrive, so that a success
+	// reported late can still end it (the trip then comes about one
+	// FlushInterval after the failure that makes it). Every outcome is
+	// counted exactly once: a batch carries the instance and a sequence
+	// number, and batches that could not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.
@@ -265,7 +267,7 @@ func (s Settings) normalize() (Settings, error) {
 		s.RefreshInterval = DefaultRefreshInterval
 	}
 	if s.Clock == nil {
-		s.Clock = realClock{}
+		s.Clock = clock.System{}
 	}
 	if s.Instance == "" {
 		s.Instance = defaultInstance()
@@ -306,9 +308,26 @@ func defaultInstance() string {
 // its name): empty, over 512 bytes, holding braces or control characters.
 func CheckName(name string) error {
 	if why := validName(name); why != "" {
-		return &SettingsError{Field: "name", Value: strconv.Quote(name), Reason: why}
+		return &SettingsError{Field: "name", Value: quoteName(name), Reason: why}
 	}
 	return nil
+}
+
+// quotedNameLimit is how many bytes of a name an error message quotes.
+const quotedNameLimit = 64
+
+// quoteName quotes name for an error message: whole when it is short, else
+// its first bytes (whole runes), an ellipsis and its length, so that a
+// runaway name does not flood the logs.
+func quoteName(name string) string {
+	if len(name) <= quotedNameLimit {
+		return strconv.Quote(name)
+	}
+	cut := quotedNameLimit
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(name[:cut]), len(name))
 }
 
 // validName reports why name cannot name a breaker, or "" when it can.

@@ -72,7 +72,11 @@ type Request struct {
 	// (0: until closed).
 	OpenFor time.Duration
 	Random  float64 // a number in [0, 1) for the open duration's jitter
-	Full    bool    // Read: read the window and troubled instances too
+	// SettledThrough is the store's time (see Reply.ServerTime) through
+	// which this instance's failures have settled (Batch.Settle): they
+	// count towards a trip now (zero: none).
+	SettledThrough time.Time
+	Full           bool // Read: read the window and troubled instances too
 }
 
 // Batch is a run of outcomes one instance saw under one generation, as
@@ -84,9 +88,16 @@ type Batch struct {
 	// the last one (both are Failures when there is no success), and Run
 	// the longest run of failures between two successes.
 	Lead, Trail, Run uint64
-	// SuccessAge is how long ago the last success happened, when the batch
-	// is sent: a store orders it against other instances' failures by it.
-	SuccessAge time.Duration
+	// SuccessAge is how long ago the last success happened, and
+	// FailureAge the first of the trailing failures (all failures when
+	// there is no success), when the batch is sent: a store orders the
+	// batch against other instances' outcomes by them.
+	SuccessAge, FailureAge time.Duration
+	// Settle is how late after its outcomes a batch may arrive (about the
+	// flush interval; 0 for outcomes reported one by one): failures count
+	// towards a trip only once they are this old, so that a success
+	// reported late can still end their run.
+	Settle time.Duration
 }
 
 // Add appends one outcome to b; Ignored outcomes are not counted.
@@ -136,6 +147,10 @@ func (b *Batch) Append(c Batch) {
 	if c.Successes > 0 {
 		b.SuccessAge = c.SuccessAge
 	}
+	if c.Successes > 0 || b.Trail == c.Failures {
+		b.FailureAge = c.FailureAge
+	}
+	b.Settle = max(b.Settle, c.Settle)
 }
 
 // Len returns how many outcomes b counts.
@@ -188,6 +203,9 @@ type Reply struct {
 	Lease   string        // the lease granted (VerdictProbe)
 	Changed bool          // this request made a transition
 	Counts  Counts
+	// ServerTime is the store's clock when it answered (Redis's, to the
+	// millisecond); zero when the store does not tell.
+	ServerTime time.Time
 }
 
 // Counts are a breaker's fleet-wide counts.

@@ -141,9 +141,12 @@ func (b *Breaker) notified(gen int64) {
 // gen (0: a resubscription or a periodic read).
 func (b *Breaker) readDone(rep Reply, gen int64, version uint64) {
 	b.adopt(rep, b.clock.Now(), true, version)
-	if gen > 0 && rep.Generation < gen {
+	if gen > 0 {
 		b.mu.Lock()
-		b.distrust = true
+		b.lastRead = time.Now()
+		if rep.Generation < gen {
+			b.distrust = true
+		}
 		b.mu.Unlock()
 	}
 }

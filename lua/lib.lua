@@ -29,7 +29,7 @@
 --   16 troubled instances in the window (0 unless quorum > 1)   17 total successes   18 total failures
 --   19 total slow calls   20 total stale outcomes   21 lease id   22 1 if this call
 --   changed the state, else 0   23 consecutive trips   24 failures counted in
---   the previous generation   25 Redis's clock (ms)
+--   the previous generation   25 Redis's clock (ms)   26 Redis's clock (µs)
 -- Errors: "BWCORRUPT ..." when the keys hold data this layout does not know,
 --   "BWARGS ..." when the arguments are malformed.
 --
@@ -69,9 +69,9 @@ local P = setmetatable({}, {__index = function(t, k)
 end})
 
 local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat'}
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri'}
 local NF = #FIELDS
-local TEXT = {st = true, from = true, why = true, by = true}
+local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
@@ -95,7 +95,7 @@ end
 local function fresh(gen)
   ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, lfat = 0}
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = ''}
   for _, f in ipairs(FIELDS) do CH[f] = true end
   NCH = NF
   CREATED = true
@@ -125,10 +125,10 @@ local function load_state(with_seq)
   if with_seq then
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
-      'lfat', SEQ_FIELD)
+      'rl', 'ri', SEQ_FIELD)
   else
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
-      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'lfat')
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri')
   end
   if v[1] == false and v[2] == false then
     fresh(math.max(NOW, P.known + 1))
@@ -137,8 +137,10 @@ local function load_state(with_seq)
   for i = 1, NF do
     local f, x = FIELDS[i], v[i]
     if x == false then
-      if f == 'fl' or f == 'ren' or f == 'lfat' then
+      if f == 'fl' or f == 'ren' then
         x = 0 -- absent from breakers written by older scripts
+      elseif f == 'rl' or f == 'ri' then
+        x = ''
       else
         return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
       end
@@ -159,6 +161,16 @@ local function load_state(with_seq)
   end
   if ST.gen < 1 then return corrupt('gen', 'is not positive') end
   if ST.fl == 0 or ST.fl > ST.gen then ST.fl = ST.gen end
+  -- rl, the current run of failures (record.lua): "time:count" entries
+  -- separated by spaces, each number an integer in [0, 2^53).
+  if ST.rl ~= '' then
+    for e in string.gmatch(ST.rl, '%S+') do
+      local tm, c = string.match(e, '^(%d+):(%d+)$')
+      if not (tm and count(tm) and count(c)) then
+        return corrupt('rl', 'is not a list of time:count entries')
+      end
+    end
+  end
   if with_seq and v[NF + 1] then
     local n = count(v[NF + 1])
     if n == nil then return corrupt(SEQ_FIELD, 'is not an integer in [0, 2^53)') end
@@ -300,7 +312,8 @@ local function transition(to, why)
   set('fl', ST.gen)
   set('pko', ST.ko)
   set('ok', 0); set('ko', 0); set('cf', 0); set('cfat', 0); set('hs', 0); set('probe_at', 0)
-  set('lfat', 0)
+  set('rl', '')
+  set('ri', '')
   if to == 'open' then
     set('trips', ST.trips + 1)
     set('probe_at', NOW + open_duration())
@@ -384,5 +397,5 @@ local function reply(verdict, wait, lease)
   end
   return {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
     ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled_now(),
-    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW}
+    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW, NOW_US}
 end

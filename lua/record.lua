@@ -21,16 +21,30 @@
 -- ARGV[22] sequence number (0: not deduplicated)
 -- ARGV[23..28] successes, failures, slow calls, leading failures, trailing
 --          failures, longest run of failures between successes
--- ARGV[29] µs since the batch's last success (its age when sent). A success
---          older than the last failure counted from any instance does not
---          end that failure's run: batches arrive later than they happen.
+-- ARGV[29] µs since the batch's last success (its age when sent)
+-- ARGV[30] µs since the first of the batch's trailing failures
+-- ARGV[31] settling time (µs): how late a batch may arrive after its
+--          outcomes happened (0 for outcomes reported one by one)
+-- ARGV[32] Redis time (µs) through which failures have settled, as the
+--          asking instance knows (0: none): an instance looks again once
+--          its own failures have settled, even while Redis's clock stands
+--
+-- The consecutive-failures policy orders outcomes by when they happened,
+-- not by when their batches arrive: the current run is kept as a list of
+-- (time, failures) entries (field rl), a success drops the entries older
+-- than itself, and only failures older than the settling time count
+-- towards a trip, so that a success another instance has not reported yet
+-- can still end the run. A run that one instance made alone is in that
+-- instance's own order and counts at once (field ri: the instance, or '*'
+-- for several). A trip therefore comes at most a settling time after the
+-- failure that makes it.
 -- Verdicts: "counted", "stale", "duplicate".
 
 local err = load(false, true)
 if err then return redis.error_reply(err) end
 
 local n = {}
-for i = 20, 29 do
+for i = 20, 32 do
   if i ~= 21 then
     local x = tonumber(ARGV[i])
     if x == nil or x ~= x or x < 0 or x >= MAXINT or x ~= math.floor(x) then
@@ -41,7 +55,42 @@ for i = 20, 29 do
 end
 local gen, lease, seq = n[20], ARGV[21] or '', n[22]
 local ok, ko, slow, lead, trail, run = n[23], n[24], n[25], n[26], n[27], n[28]
-local ok_at = NOW_US - n[29] -- µs, as lfat (the last failure counted)
+local ok_at = NOW_US - n[29] -- when the last success happened (µs)
+local ko_at = NOW_US - n[30] -- when the trailing failures began (µs)
+local settled_at = math.max(NOW_US - n[31], n[32])
+
+-- The current run of failures: entries "time:count" separated by spaces,
+-- and who made it (RI).
+local RUN = {}
+local RI = ST.ri
+for tm, c in string.gmatch(ST.rl, '(%d+):(%d+)') do
+  RUN[#RUN + 1] = {tonumber(tm), tonumber(c)}
+end
+local function run_save()
+  while #RUN > 32 do -- merge the oldest: the run's length is what counts
+    RUN[2][2] = RUN[1][2] + RUN[2][2]
+    RUN[2][1] = RUN[1][1]
+    table.remove(RUN, 1)
+  end
+  local parts = {}
+  for i, e in ipairs(RUN) do parts[i] = string.format('%d:%d', e[1], e[2]) end
+  local rl = table.concat(parts, ' ')
+  if rl ~= ST.rl then set('rl', rl) end
+  if #RUN == 0 then RI = '' end
+  if RI ~= ST.ri then set('ri', RI) end
+end
+local function run_add(tm, c)
+  RUN[#RUN + 1] = {tm, c}
+  if RI == '' then RI = INSTANCE elseif RI ~= INSTANCE then RI = '*' end
+end
+local function run_len(before)
+  if RI ~= '*' and RI ~= '' then before = nil end -- one instance's run
+  local total = 0
+  for _, e in ipairs(RUN) do
+    if before == nil or e[1] <= before then total = total + e[2] end
+  end
+  return total
+end
 if lead > ko or trail > ko or run > ko or slow > ok + ko or (ok == 0 and (lead ~= ko or trail ~= ko)) then
   return redis.error_reply('BWARGS record batch counts do not add up')
 end
@@ -83,7 +132,12 @@ add('tslow', slow)
 
 local verdict = 'counted'
 if ok + ko == 0 then
-  -- nothing to count: a lease release, or a request to catch up
+  -- nothing to count: a lease release, a request to catch up, or a look
+  -- at failures that have settled since they were reported
+  if ST.st == 'closed' and P.consecutive > 0 and ST.rl ~= '' and (gen == 0 or gen >= ST.fl) then
+    local why = trip_reason(run_len(settled_at))
+    if why == 'consecutive_failures' then transition('open', why) end
+  end
 elseif gen ~= 0 and gen < ST.fl then
   add('tstale', ok + ko)
   verdict = 'stale'
@@ -91,24 +145,32 @@ elseif ST.st == 'closed' then
   add('ok', ok)
   add('ko', ko)
   if WINDOW_ON then window_add(ok + ko, ko, slow) end
-  local longest
-  if ok > 0 and ST.lfat > 0 and ok_at < ST.lfat then
-    -- the successes happened before failures already counted: the run
-    -- those failures belong to goes on with this batch's trailing ones
-    longest = math.max(ST.cf + trail, run, lead)
-    if ST.cf == 0 and trail > 0 then set('cfat', NOW) end
-    set('cf', ST.cf + trail)
-  else
-    longest = math.max(ST.cf + lead, run)
-    if ko > 0 and ST.cf == 0 and lead > 0 then set('cfat', NOW) end
-    if ok > 0 then
-      if trail > 0 then set('cfat', NOW) else set('cfat', 0) end
-      set('cf', trail)
-    else
-      set('cf', ST.cf + ko)
+  -- Runs of failures, ordered by when they happened (see above).
+  local longest = run
+  if ok > 0 then
+    longest = math.max(longest, run_len(settled_at) + lead)
+    local kept = {}
+    for _, e in ipairs(RUN) do
+      if e[1] > ok_at then kept[#kept + 1] = e end
     end
+    RUN = kept
+    if #RUN == 0 then RI = '' end
+    if trail > 0 then run_add(ko_at, trail) end
+  elseif ko > 0 then
+    run_add(ko_at, ko)
   end
-  if ko > 0 then set('lfat', NOW_US) end
+  table.sort(RUN, function(a, b) return a[1] < b[1] end)
+  longest = math.max(longest, run_len(settled_at))
+  local cf = run_len(nil)
+  if cf > 0 and ST.cf == 0 then set('cfat', NOW) end
+  if cf == 0 and ST.cf > 0 then set('cfat', 0) end
+  if cf ~= ST.cf then set('cf', cf) end
+  run_save()
+  if P.consecutive > 0 and longest >= P.consecutive and ko == 0 then
+    -- failures that settled since the last batch trip the breaker now
+    local why = trip_reason(longest)
+    if why then transition('open', why) end
+  end
   if ko > 0 or slow > 0 then
     if P.quorum > 1 then
       local oldest = NOW - P.window
@@ -117,8 +179,10 @@ elseif ST.st == 'closed' then
       redis.call('ZADD', K_INST, NOW, INSTANCE)
       I_DIRTY = true
     end
-    local why = trip_reason(longest)
-    if why then transition('open', why) end
+    if ST.st == 'closed' then
+      local why = trip_reason(longest)
+      if why then transition('open', why) end
+    end
   end
 elseif ST.st == 'half_open' and lease ~= '' then
   if ko > 0 or (slow > 0 and P.slow_rate > 0) then

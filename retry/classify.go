@@ -59,8 +59,8 @@ func mark(err error) (retryable, ok bool) {
 //     mark counts).
 //   - Matching ErrExhausted (a nested Do gave up): false, so retry layers do
 //     not multiply each other's attempts.
-//   - *StatusError: its Retryable method (408, 429, 5xx except 501, 505 and
-//     511).
+//   - *StatusError: its Retryable method (408, 429, 5xx except 500, 501,
+//     505 and 511; see RetryableStatus).
 //   - TLS certificate and handshake errors (x509.UnknownAuthorityError,
 //     x509.CertificateInvalidError, x509.HostnameError,
 //     *tls.CertificateVerificationError, tls.AlertError,

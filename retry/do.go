@@ -51,14 +51,20 @@ type Event struct {
 //     as fn returned it;
 //   - when MaxAttempts attempts were made, MaxElapsed has passed, or the
 //     Budget refuses the retry, with an *Error matching ErrExhausted (and
-//     ErrBudget for the budget) that wraps the attempt's error.
+//     ErrBudget for the budget) that wraps the attempt's error;
+//   - when the wait before the next attempt would end at or after ctx's
+//     deadline, at once, with an *Error of ReasonDeadline; and when an error
+//     asked for a wait (Retry-After) that would end after MaxElapsed, at
+//     once, with an *Error of ReasonElapsed. Both match ErrExhausted, and
+//     the last attempt's result is returned with them, without sleeping.
 //
 // Otherwise it waits and tries again. The wait is the jittered exponential
 // backoff (see Jitter), multiplied by RateLimitFactor after a 429; when an
 // error in the chain says how long to wait (a *StatusError's RetryAfter, or
 // a RetryAfter() time.Duration method), that wait is used instead. Every wait
-// is capped by MaxDelay and by what remains of MaxElapsed, is measured on
-// p.Clock, and ends early when ctx is done.
+// is capped by MaxDelay; a backoff of Do's own is shortened to end by
+// MaxElapsed. Waits are measured on p.Clock (ctx's deadline on the system
+// clock) and end early when ctx is done.
 //
 // On failure the returned T is whatever the last attempt returned (the zero
 // value when none ran). An invalid p gives a *PolicyError and no attempt.
@@ -114,6 +120,11 @@ func Do[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, e
 			s.emit(ev)
 			return last, &Error{Name: s.Name, Reason: reason, Attempts: attempt, Last: lastErr, Elapsed: ev.Elapsed}
 		}
+		stopWaiting := func(reason Reason, wait time.Duration) (T, error) {
+			ev.Elapsed = s.since(start)
+			s.emit(ev)
+			return last, &Error{Name: s.Name, Reason: reason, Attempts: attempt, Last: lastErr, Elapsed: ev.Elapsed, Wait: wait}
+		}
 
 		if err := ctx.Err(); err != nil {
 			ev.Elapsed = s.since(start)
@@ -150,8 +161,18 @@ func Do[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, e
 		case ev.Kind == KindRateLimit:
 			wait = scale(b, s.RateLimitFactor, s.MaxDelay)
 		}
-		if s.MaxElapsed > 0 {
-			wait = min(wait, s.MaxElapsed-elapsed)
+		if s.MaxElapsed > 0 && elapsed+wait > s.MaxElapsed {
+			if ev.RetryAfter > 0 {
+				// The error asked for a wait that MaxElapsed cannot give:
+				// an earlier attempt would go against it.
+				return stopWaiting(ReasonElapsed, wait)
+			}
+			wait = s.MaxElapsed - elapsed
+		}
+		if deadline, ok := ctx.Deadline(); ok && wait > 0 && wait >= time.Until(deadline) {
+			// No attempt can start after the wait: say so now, with the
+			// last result, rather than sleep until the deadline.
+			return stopWaiting(ReasonDeadline, wait)
 		}
 		ev.WillRetry = true
 		ev.Backoff = wait

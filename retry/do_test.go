@@ -304,9 +304,6 @@ func TestDoRetryAfter(t *testing.T) {
 		{"capped by MaxDelay", func(time.Time) error {
 			return &retry.StatusError{StatusCode: 503, RetryAfter: time.Minute}
 		}, retry.Policy{MaxDelay: 5 * time.Second}, 5 * time.Second, time.Minute},
-		{"capped by remaining MaxElapsed", func(time.Time) error {
-			return &retry.StatusError{StatusCode: 503, RetryAfter: 8 * time.Second}
-		}, retry.Policy{MaxElapsed: 6 * time.Second}, 6 * time.Second, 8 * time.Second},
 		{"RetryAfter method", func(time.Time) error {
 			return fmt.Errorf("call: %w", retryAfterErr{"busy", 1500 * time.Millisecond})
 		}, retry.Policy{}, 1500 * time.Millisecond, 1500 * time.Millisecond},
@@ -336,6 +333,63 @@ func TestDoRetryAfter(t *testing.T) {
 			ev := rec.get()[0]
 			if ev.Backoff != tt.wantWait || ev.RetryAfter != tt.wantRA {
 				t.Errorf("event Backoff=%v RetryAfter=%v, want %v %v", ev.Backoff, ev.RetryAfter, tt.wantWait, tt.wantRA)
+			}
+		})
+	}
+}
+
+// TestDoStopsWhenTheWaitDoesNotFit: a wait that would end past ctx's
+// deadline, or a Retry-After past MaxElapsed, ends Do at once with the last
+// result, instead of a sleep that can only end in failure (or in an attempt
+// earlier than the server asked for).
+func TestDoStopsWhenTheWaitDoesNotFit(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		policy     retry.Policy
+		timeout    time.Duration // ctx's deadline from now; 0: none
+		wantReason retry.Reason
+		wantWait   time.Duration
+		wantMsg    string
+	}{
+		{"Retry-After past ctx's deadline", &retry.StatusError{StatusCode: 503, RetryAfter: 5 * time.Second},
+			retry.Policy{}, 2 * time.Second, retry.ReasonDeadline, 5 * time.Second,
+			"retry: op: gave up after 1 attempt: the next attempt, due in 5s, would start past the context's deadline: retry: HTTP 503 Service Unavailable (retry after 5s)"},
+		{"backoff past ctx's deadline", errConn,
+			retry.Policy{BaseDelay: 3 * time.Second}, 2 * time.Second, retry.ReasonDeadline, 3 * time.Second, ""},
+		{"Retry-After past MaxElapsed", &retry.StatusError{StatusCode: 429, RetryAfter: 8 * time.Second},
+			retry.Policy{MaxElapsed: 6 * time.Second}, 0, retry.ReasonElapsed, 8 * time.Second,
+			"retry: op: max elapsed time reached after 1 attempt in 0s (the next attempt was due in 8s): retry: HTTP 429 Too Many Requests (retry after 8s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := fakeclock.New(epoch)
+			rec := &recorder{}
+			p := tt.policy
+			p.Name, p.Clock, p.OnEvent, p.Jitter = "op", clk, rec.on, retry.JitterNone
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			calls := 0
+			v, err := retry.Do(ctx, p, func(context.Context) (int, error) {
+				calls++
+				return 42, tt.err
+			})
+			var re *retry.Error
+			if !errors.As(err, &re) || re.Reason != tt.wantReason || re.Wait != tt.wantWait || re.Attempts != 1 {
+				t.Fatalf("Do error = %#v, want %v after 1 attempt, Wait %v", err, tt.wantReason, tt.wantWait)
+			}
+			if v != 42 || calls != 1 || !errors.Is(err, retry.ErrExhausted) || !errors.Is(err, tt.err) {
+				t.Errorf("got %d after %d calls, err %v; want the last result 42 after 1 call, matching ErrExhausted and the attempt's error", v, calls, err)
+			}
+			if tt.wantMsg != "" && err.Error() != tt.wantMsg {
+				t.Errorf("message:\n got %q\nwant %q", err.Error(), tt.wantMsg)
+			}
+			if evs := rec.get(); len(evs) != 1 || evs[0].WillRetry {
+				t.Errorf("events = %+v, want one that says no retry follows", evs)
 			}
 		})
 	}

@@ -32,7 +32,13 @@
 // retryable ([Permanent], [DefaultRetryable]), or when ctx is done. Servers
 // that say how long to wait ([StatusError.RetryAfter], [ParseRetryAfter])
 // are obeyed, within MaxDelay; a 429 without Retry-After backs off
-// [Policy.RateLimitFactor] times longer than other failures.
+// [Policy.RateLimitFactor] times longer than other failures. A wait that
+// would end past ctx's deadline is not slept: Do returns the last result at
+// once ([ReasonDeadline]).
+//
+// HTTP 500 is not retried by default ([RetryableStatus]): it most often
+// means a bug that the next attempt meets again. Package transport follows
+// the same rule.
 //
 // # Observing
 //

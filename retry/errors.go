@@ -9,7 +9,8 @@ import (
 
 // ErrExhausted is matched (with errors.Is) by every error Do returns when it
 // stops retrying for a reason of its own: attempts used up, MaxElapsed reached,
-// the gate refused, or the retry budget refused. An error the operation returned
+// the gate refused, the retry budget refused, or the next attempt would start
+// past ctx's deadline. An error the operation returned
 // that is not retryable, and a cancelled context, do not match it.
 var ErrExhausted = errors.New("retry: retries exhausted")
 
@@ -34,6 +35,11 @@ const (
 	ReasonGate
 	// ReasonBudget means the Budget refused the next retry.
 	ReasonBudget
+	// ReasonDeadline means the wait before the next attempt would have
+	// ended at or after ctx's deadline (an http.Client's Timeout, say): Do
+	// stops at once with the last attempt's result instead of sleeping
+	// until the deadline.
+	ReasonDeadline
 )
 
 // String returns a short lower-case name for r, such as "max attempts".
@@ -47,6 +53,8 @@ func (r Reason) String() string {
 		return "gate refused"
 	case ReasonBudget:
 		return "budget"
+	case ReasonDeadline:
+		return "deadline"
 	default:
 		return "Reason(" + strconv.Itoa(int(r)) + ")"
 	}
@@ -74,6 +82,11 @@ type Error struct {
 	RetryAfter time.Duration
 	// Elapsed is the time from the start of Do until it gave up.
 	Elapsed time.Duration
+	// Wait is, for ReasonDeadline, the wait before the next attempt that
+	// would have ended past ctx's deadline, and for ReasonElapsed, a wait
+	// that an error asked for (a Retry-After) that would have ended past
+	// MaxElapsed; otherwise 0.
+	Wait time.Duration
 }
 
 // Error describes why retrying stopped, after how many attempts, and the
@@ -88,11 +101,17 @@ func (e *Error) Error() string {
 	case ReasonAttempts:
 		msg = fmt.Sprintf("gave up after %s", plural(e.Attempts, "attempt"))
 	case ReasonElapsed:
-		msg = fmt.Sprintf("max elapsed time reached after %s in %v", plural(e.Attempts, "attempt"), e.Elapsed)
+		msg = fmt.Sprintf("max elapsed time reached after %s in %v", plural(e.Attempts, "attempt"), round(e.Elapsed))
+		if e.Wait > 0 {
+			msg += fmt.Sprintf(" (the next attempt was due in %v)", round(e.Wait))
+		}
+	case ReasonDeadline:
+		msg = fmt.Sprintf("gave up after %s: the next attempt, due in %v, would start past the context's deadline",
+			plural(e.Attempts, "attempt"), round(e.Wait))
 	case ReasonGate:
 		msg = fmt.Sprintf("gate refused attempt %d", e.Attempts+1)
 		if e.RetryAfter > 0 {
-			msg += fmt.Sprintf(" (next attempt possible in %v)", e.RetryAfter)
+			msg += fmt.Sprintf(" (next attempt possible in %v)", round(e.RetryAfter))
 		}
 		if e.Gate != nil {
 			msg += ": " + e.Gate.Error()
@@ -155,4 +174,13 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// round rounds d for a message: to the millisecond, or to the microsecond
+// below a millisecond, so that messages never print 996.298964ms.
+func round(d time.Duration) time.Duration {
+	if d > -time.Millisecond && d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }

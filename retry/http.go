@@ -33,7 +33,7 @@ func (e *StatusError) Error() string {
 		msg += " " + text
 	}
 	if e.RetryAfter > 0 {
-		msg += fmt.Sprintf(" (retry after %v)", e.RetryAfter)
+		msg += fmt.Sprintf(" (retry after %v)", round(e.RetryAfter))
 	}
 	return msg
 }
@@ -47,10 +47,13 @@ func (e *StatusError) Retryable() bool { return RetryableStatus(e.StatusCode) }
 //
 //   - 408 Request Timeout, 429 Too Many Requests: yes.
 //   - Other 4xx: no; the same request will be refused again.
-//   - 500 Internal Server Error: yes. Across a fleet, 500s come mostly from
-//     overload, restarts and lost backends; a 500 that a bug makes certain
-//     costs at most MaxAttempts attempts, and the retry budget and the
-//     breaker bound that cost across the fleet.
+//   - 500 Internal Server Error: no. A 500 most often means that this
+//     request hit a bug in the server, which another attempt hits again;
+//     servers that are overloaded, restarting or cut off from a backend say
+//     so with 502, 503 or 504. This is Breakwater's one rule for 500: the
+//     transport package follows it too (it still counts a 500 as a breaker
+//     failure). Wrap DefaultRetryable, or mark the error with Transient, to
+//     retry a server whose 500s are transient.
 //   - 502, 503, 504 and other 5xx: yes, except 501 Not Implemented, 505 HTTP
 //     Version Not Supported and 511 Network Authentication Required, which
 //     another attempt will not change.
@@ -62,7 +65,8 @@ func RetryableStatus(code int) bool {
 		return true
 	case code >= 400 && code < 500:
 		return false
-	case code == http.StatusNotImplemented,
+	case code == http.StatusInternalServerError,
+		code == http.StatusNotImplemented,
 		code == http.StatusHTTPVersionNotSupported,
 		code == http.StatusNetworkAuthenticationRequired:
 		return false

@@ -60,7 +60,7 @@ func TestRetryableStatus(t *testing.T) {
 		{200, false}, {204, false}, {301, false}, {304, false},
 		{400, false}, {401, false}, {403, false}, {404, false}, {409, false}, {422, false},
 		{408, true}, {429, true},
-		{500, true}, {502, true}, {503, true}, {504, true}, {507, true},
+		{500, false}, {502, true}, {503, true}, {504, true}, {507, true},
 		{501, false}, {505, false}, {511, false},
 		{0, false}, {99, false}, {600, false}, {-1, false},
 	}

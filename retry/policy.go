@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/breakwater-go/breakwater/clock"
 )
 
 // Defaults for the zero fields of a Policy.
@@ -69,9 +71,12 @@ type Policy struct {
 	MaxAttempts int
 
 	// MaxElapsed bounds the time from the start of Do after which no new
-	// attempt starts; waits are shortened to end by it. Attempts in flight
-	// are not interrupted: give fn a per-attempt timeout, or ctx a deadline,
-	// for that. Zero means no bound.
+	// attempt starts; Do's own backoffs are shortened to end by it, and a
+	// wait an error asks for (Retry-After) that would end past it stops Do
+	// at once. Attempts in flight are not interrupted: give fn a per-attempt
+	// timeout, or ctx a deadline, for that. Zero means no bound. (ctx's own
+	// deadline is a bound too: a wait that would end past it stops Do at
+	// once.)
 	MaxElapsed time.Duration
 
 	// BaseDelay is the wait after the first attempt before jitter.
@@ -213,11 +218,7 @@ type Budget interface {
 	AllowRetry(ctx context.Context) bool
 }
 
-// Clock is the source of time for Do. The real clock is the default; a fake
+// Clock is the source of time for Do: the one clock type of every
+// Breakwater package (package clock). The real clock is the default; a fake
 // clock lets tests move time without sleeping.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// After returns a channel that receives a value once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
+type Clock = clock.Clock

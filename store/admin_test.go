@@ -52,7 +52,7 @@ func adminCalls(t *testing.T, b *breaker.Breaker, errs ...error) {
 		}
 		p.Done(context.Background(), e)
 	}
-	// Successes are reported in batches: deliver them before anyone reads.
+	// Successes are reported in batches: deliver them before Inspect reads.
 	if err := b.Flush(context.Background()); err != nil {
 		t.Fatalf("%s: Flush: %v", b.Name(), err)
 	}

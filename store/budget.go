@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/clock"
 	"github.com/breakwater-go/breakwater/lua"
 )
 
@@ -65,13 +66,9 @@ const (
 	DefaultBudgetFlushInterval = time.Second
 )
 
-// Clock is a RetryBudget's local clock. retry.Clock and
-// internal/fakeclock's Clock satisfy it.
-type Clock interface {
-	Now() time.Time
-	// After returns a channel that receives a value once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
+// Clock is a RetryBudget's local clock: the one clock type of every
+// Breakwater package (package clock).
+type Clock = clock.Clock
 
 // RetryBudget is a retry budget shared by a fleet: over a sliding window,
 // the fleet's retries may be at most Ratio × its requests + Floor × the
@@ -94,7 +91,8 @@ type Clock interface {
 // counted meanwhile are sent to Redis once it answers again. A failed call
 // is retried after Cooldown, so a dead Redis costs one Timeout per Cooldown.
 //
-// Make a RetryBudget with NewRetryBudget; it is safe for concurrent use.
+// Make a RetryBudget with Store.RetryBudget (or NewRetryBudget); it is safe
+// for concurrent use.
 // Close stops its flushes.
 type RetryBudget struct {
 	client redis.UniversalClient
@@ -154,14 +152,31 @@ type BudgetUsage struct {
 	NextSlide time.Duration
 }
 
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// RetryBudget returns the retry budget called name on the store's Redis,
+// shared by every instance that uses the same name and prefix. Zero
+// Prefix, Timeout and Cooldown in opts take the store's (Options.Prefix,
+// Timeout, Cooldown), so that the budget lives beside the store's breakers
+// and fails the same way; the other fields mean what they mean for
+// NewRetryBudget. The budget has its own Close, which the store's does not
+// call: close the budget first.
+func (s *Store) RetryBudget(name string, opts BudgetOptions) (*RetryBudget, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = s.opts.Prefix
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = s.opts.Timeout
+	}
+	if opts.Cooldown == 0 {
+		opts.Cooldown = s.opts.Cooldown
+	}
+	return NewRetryBudget(s.client, name, opts)
+}
 
 // NewRetryBudget returns the retry budget called name, shared by every
 // instance that uses the same name and prefix on the Redis that client
-// reaches. The budget does not own client: Close leaves it open. It returns
+// reaches. Store.RetryBudget makes one from a Store, with the store's
+// prefix, timeout and cooldown; NewRetryBudget is for a budget without
+// breakers, or on another Redis. The budget does not own client: Close leaves it open. It returns
 // an error naming the option when opts or name is invalid. NewRetryBudget
 // does no I/O; it starts the periodic flush, which Close stops.
 func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOptions) (*RetryBudget, error) {
@@ -187,7 +202,7 @@ func NewRetryBudget(client redis.UniversalClient, name string, opts BudgetOption
 		done:   make(chan struct{}),
 	}
 	if b.clock == nil {
-		b.clock, b.real = systemClock{}, true
+		b.clock, b.real = clock.System{}, true
 	}
 	b.runner = newRunner(client, opts.Timeout, opts.Cooldown, b.clock.Now)
 	b.width = b.width.Truncate(time.Millisecond)
@@ -411,7 +426,7 @@ func (b *RetryBudget) run(ctx context.Context, requests, want, spent int64) (bud
 			return rep, nil
 		}
 	}
-	return budgetReply{}, fmt.Errorf("store: retry budget %q: %w", b.name, err)
+	return budgetReply{}, wrapf(err, "store: retry budget %q", b.name)
 }
 
 // maxReplyMillis bounds the waits a reply may give (a year): a larger

@@ -724,3 +724,63 @@ func ExampleRetryBudget() {
 	// attempts: 20, stopped by the budget: 5
 	// fleet window: 110 requests, 10 retries, limit 11
 }
+
+func TestStoreRetryBudget(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	defer c.Close()
+	st, err := store.New(c, store.Options{Prefix: "checkout", Timeout: 100 * time.Millisecond, Cooldown: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := st.RetryBudget("payments", store.BudgetOptions{Ratio: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if want := "{checkout:retry:payments}:v1:win"; b.Key() != want {
+		t.Errorf("key: got %q, want %q (the store's prefix)", b.Key(), want)
+	}
+	other, err := st.RetryBudget("payments", store.BudgetOptions{Prefix: "elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if want := "{elsewhere:retry:payments}:v1:win"; other.Key() != want {
+		t.Errorf("key with its own prefix: got %q, want %q", other.Key(), want)
+	}
+	if _, err := st.RetryBudget("bad{name}", store.BudgetOptions{}); err == nil {
+		t.Error("a bad name: got no error, want one")
+	}
+
+	// The store's cooldown: after Redis failed, the budget fails fast (and
+	// decides locally) for the store's 3s instead of the budget's default 1s.
+	clock := fakeclock.New(time.Now())
+	cb, err := st.RetryBudget("cooldown", store.BudgetOptions{Clock: clock, Batch: 1, Ratio: 1, Floor: store.NoFloor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	ctx := context.Background()
+	retryOnce := func(step string, wantCalls uint64) {
+		t.Helper()
+		for i := 0; i < 5; i++ {
+			cb.OnRequest()
+		}
+		cb.AllowRetry(ctx)
+		if got := cb.Stats().Calls; got != wantCalls {
+			t.Errorf("%s: Redis calls answered: got %d, want %d", step, got, wantCalls)
+		}
+	}
+	retryOnce("Redis up", 1)
+	m.Close()
+	retryOnce("Redis down", 1)
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Second)
+	retryOnce("2s later, within the store's cooldown", 1)
+	clock.Advance(1500 * time.Millisecond)
+	retryOnce("3.5s later, after it", 2)
+}

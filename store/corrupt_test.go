@@ -76,7 +76,7 @@ var badNumbers = []struct{ label, value string }{
 // The fields of the state hash (see lua/lib.lua), and which of them the
 // plain read (store/read.go) and Inspect (store/admin.go) read.
 var (
-	numberFields  = []string{"gen", "fl", "probe_at", "trips", "at", "ok", "ko", "cf", "cfat", "hs", "tok", "tko", "tslow", "tstale", "pko", "ren", "lfat"}
+	numberFields  = []string{"gen", "fl", "probe_at", "trips", "at", "ok", "ko", "cf", "cfat", "hs", "tok", "tko", "tslow", "tstale", "pko", "ren"}
 	plainRead     = set("st", "gen", "probe_at", "from", "why", "by", "at", "ok", "ko", "cf", "hs", "tok", "tko", "tslow", "tstale", "trips", "pko")
 	inspectedRead = set("st", "gen", "probe_at", "trips", "from", "why", "by", "at", "ok", "ko", "cf", "cfat", "hs", "tok", "tko", "tslow", "tstale", "pko")
 )
@@ -176,10 +176,19 @@ func corruptCases() []corruptCase {
 			cs = append(cs, all(corruptCase{name: fmt.Sprintf("state %s %q", f, v), key: keyState, what: "field " + f + " ", write: hset(f, v)}))
 		}
 	}
-	for _, f := range []string{"why", "by"} {
-		for _, v := range []string{"", "1e30", "ünï cödé ☃"} {
+	for _, f := range []string{"why", "by", "ri"} {
+		for _, v := range []string{"", "*", "1e30", "ünï cödé ☃"} {
 			cs = append(cs, corruptCase{name: fmt.Sprintf("state %s %q", f, v), key: keyState, write: hset(f, v), ok: true})
 		}
+	}
+	// The current run of failures: "time:count" entries, read by every
+	// script (and by no plain read).
+	for _, v := range []string{"abc", "1e30:1", "1:1e30", "-1:1", "1.5:1", "1:9007199254740993",
+		"9007199254740993:1", "1:", ":1", "1:2 x", "1:2;3:4", "inf:1", "1:NaN"} {
+		cs = append(cs, corruptCase{name: fmt.Sprintf("state rl %q", v), key: keyState, what: "field rl ", write: hset("rl", v), snapshot: true})
+	}
+	for _, v := range []string{"", "1:1", "1795000000000000:1 1795000000000001:2"} {
+		cs = append(cs, corruptCase{name: fmt.Sprintf("state rl %q", v), key: keyState, write: hset("rl", v), ok: true})
 	}
 	// The last sequence applied for an instance: only a report reads it.
 	for _, v := range badNumbers {

@@ -11,7 +11,7 @@
 //	{p:name}:v1:inst    zset: instances reporting failures or slow calls
 //	{p:name}:v1:lease   zset: half-open probe leases
 //
-// and for a fleet-wide retry budget (NewRetryBudget) of that name:
+// and for a fleet-wide retry budget (Store.RetryBudget) of that name:
 //
 //	{p:retry:name}:v1:win   hash: requests and retries in the sliding window
 //

@@ -169,7 +169,8 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 		return breaker.Reply{}, fmt.Errorf("%w: HMGET %s: got %d fields, want %d", ErrProtocol, key, len(v), len(stateFields))
 	}
 	if v[0] == nil && v[1] == nil {
-		return breaker.Reply{Verdict: breaker.VerdictOK, State: breaker.Closed, From: breaker.Closed}, nil
+		return breaker.Reply{Verdict: breaker.VerdictOK, State: breaker.Closed, From: breaker.Closed,
+			ServerTime: time.UnixMilli(now.UnixMilli())}, nil
 	}
 	var bad error
 	str := func(i int) string {
@@ -196,7 +197,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 		return st
 	}
 	nowMS := now.UnixMilli()
-	r := breaker.Reply{Verdict: breaker.VerdictOK}
+	r := breaker.Reply{Verdict: breaker.VerdictOK, ServerTime: time.UnixMilli(nowMS)}
 	r.State = state(0)
 	r.Generation = num(1)
 	probeAt := num(2)

@@ -342,6 +342,38 @@ func TestRedisRecordBatch(t *testing.T) {
 		"PreviousFailures", c.PreviousFailures, uint64(4))
 }
 
+// TestRedisServerTime: every reply carries Redis's clock when it answered,
+// the scripts' (read.lua, acquire, record, force) and the plain read's.
+func TestRedisServerTime(t *testing.T) {
+	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	ctx := context.Background()
+	plain := func() breaker.Reply {
+		q := e.req("clock", "i1")
+		q.Full = false
+		r, err := e.st.Read(ctx, q)
+		return e.must("Read", r, err)
+	}
+	calls := []struct {
+		name string
+		call func() breaker.Reply
+	}{
+		{"plain Read of a missing breaker", plain},
+		{"Read", func() breaker.Reply { return e.read("clock") }},
+		{"plain Read", plain},
+		{"Acquire", func() breaker.Reply { return e.acquire("clock", "i1", "L1") }},
+		{"Record", func() breaker.Reply { return e.record("clock", "i1", 0, "", "S") }},
+		{"Force", func() breaker.Reply { return e.force("clock", "i1", breaker.CommandClose) }},
+	}
+	for _, c := range calls {
+		t0 := e.redisNow()
+		r := c.call()
+		t1 := e.redisNow()
+		if got := r.ServerTime.UnixMilli(); got < t0 || got > t1 {
+			t.Errorf("%s: ServerTime %d, want Redis's clock in ms, between %d and %d", c.name, got, t0, t1)
+		}
+	}
+}
+
 // TestRedisConcurrentRecords: outcomes recorded at once from many
 // goroutines are all counted, none lost.
 func TestRedisConcurrentRecords(t *testing.T) {

@@ -157,11 +157,9 @@ func recordArgs(req breaker.Request) []interface{} {
 	if seq < 0 {
 		seq = 0
 	}
-	age := int64(0)
-	if b.Successes > 0 && b.SuccessAge > 0 {
-		age = int64(b.SuccessAge / time.Microsecond)
-	}
-	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run, age}
+	us := func(d time.Duration) int64 { return int64(max(0, d) / time.Microsecond) }
+	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
+		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro())}
 }
 
 var commands = map[breaker.Command]string{
@@ -292,7 +290,10 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 	r.Changed = p.int(21) == 1
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
-	_ = p.int(24) // Redis's clock
+	r.ServerTime = time.UnixMilli(p.int(24))
+	if len(a) > replyLen {
+		r.ServerTime = time.UnixMicro(p.int(25))
+	}
 	if p.err != nil {
 		return breaker.Reply{}, p.err
 	}

@@ -26,7 +26,8 @@ func TestParseReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Verdict != breaker.VerdictAllow || r.State != breaker.Closed || r.Generation != 7 || r.From != breaker.Open ||
-		r.InState != 1500*time.Millisecond || r.Counts.Failures != 2 || r.Counts.TotalStale != 4 || r.Counts.PreviousFailures != 5 {
+		r.InState != 1500*time.Millisecond || r.Counts.Failures != 2 || r.Counts.TotalStale != 4 || r.Counts.PreviousFailures != 5 ||
+		!r.ServerTime.Equal(time.UnixMilli(1700000000000)) {
 		t.Fatalf("got %+v", r)
 	}
 	tests := []struct {

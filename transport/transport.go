@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/breakwater-go/breakwater/breaker"
@@ -22,12 +21,66 @@ type Options struct {
 	// Store keeps the shared state of the per-host breakers, which are made
 	// on demand from it (name: see BreakerName). Required.
 	Store breaker.Store
-	// Settings are the settings of every host's breaker.
+
+	// Settings are the settings every host's breaker starts from.
 	Settings breaker.Settings
+	// SettingsFor, when set, returns the settings of one host's breaker
+	// (host is the breaker's name; see BreakerName), given the shared
+	// Settings: return shared for the hosts it does not single out, or a
+	// copy with the fields it overrides. It is called each time the
+	// transport makes the host's breaker, and must be safe for concurrent
+	// use. Settings that breaker.New rejects make the host's requests fail
+	// with an error matching breaker.ErrInvalidSettings.
+	SettingsFor func(host string, shared breaker.Settings) breaker.Settings
+	// MaxBreakers bounds how many per-host breakers the transport keeps in
+	// memory (default breaker.DefaultMaxBreakers, 1000): past it, the least
+	// recently used breaker that no request is using is closed. A client
+	// that calls many hosts (a crawler, a webhook sender) stays bounded.
+	MaxBreakers int
+	// IdleTimeout closes a host's breaker when no request has used it for
+	// this long (default breaker.DefaultIdleTimeout, 5 minutes; negative:
+	// never). Closing frees this instance's memory only: the breaker's
+	// shared state stays in the store and is found again by the next
+	// request to the host.
+	IdleTimeout time.Duration
+
 	// Retry is the retry policy. Its Gate is set to the host's breaker and
 	// its Name to the request URL (with any password redacted) for each
-	// request; when its Retryable is nil, DefaultRetryable decides.
+	// request. Its Retryable is asked only when CheckRetry is nil, with the
+	// attempt's error or, for a response, a *retry.StatusError.
 	Retry retry.Policy
+	// CheckRetry, when set, decides after each attempt whether another is
+	// worth making, seeing the attempt's response or its error (exactly one
+	// is non-nil). Return true to retry, within the policy's limits
+	// (attempts, MaxElapsed, budget, breaker, ctx's deadline); false to
+	// stop with this attempt's response or error. A non-nil error stops
+	// retrying at once: RoundTrip drains and closes the response and
+	// returns that error. The response's body must not be read (use the
+	// status and the headers). Default DefaultCheckRetry.
+	CheckRetry func(ctx context.Context, resp *http.Response, err error) (bool, error)
+	// PrepareRetry, when set, is called with each retry's request, a fresh
+	// copy of the original with its body rewound, before it is sent (to
+	// sign it again, or set a header that counts attempts). An error stops
+	// retrying: RoundTrip returns it.
+	PrepareRetry func(req *http.Request) error
+	// AttemptTimeout bounds each attempt, from sending the request until
+	// its response headers arrive (default 0: no bound but the request's
+	// context). An attempt that runs out is an error matching
+	// context.DeadlineExceeded whose Timeout method reports true; it counts
+	// as a breaker failure and is retried. The body of the response
+	// RoundTrip returns is bounded by the request's context only.
+	AttemptTimeout time.Duration
+	// CountRateLimits counts 429 Too Many Requests responses as breaker
+	// failures. By default a 429 is not counted at all: it says that the
+	// host is up and is pacing this client, and one rate-limited caller
+	// must not open the host's breaker for the whole fleet. Either way a
+	// 429 is retried after the wait its Retry-After header asks for.
+	CountRateLimits bool
+	// Logger, when set, receives the transport's log: retries (Info),
+	// requests that failed for good (Warn), and attempts the breaker
+	// refused (Debug). Default: no log.
+	Logger *slog.Logger
+
 	// Base makes each attempt (default http.DefaultTransport).
 	Base http.RoundTripper
 	// RetryPOST retries POST and PATCH requests even without an
@@ -38,7 +91,7 @@ type Options struct {
 	BreakerName func(*http.Request) string
 	// OnBreaker, when set, is called once with each breaker the transport
 	// makes, before any request uses it (for example to Listen to it). It
-	// must not ask the transport for the same breaker.
+	// must not ask the transport for a breaker.
 	OnBreaker func(*breaker.Breaker)
 }
 
@@ -46,35 +99,33 @@ type Options struct {
 // attempt through the breaker of the request's host. Make it with New; it
 // is safe for concurrent use. Close releases its breakers.
 type Transport struct {
-	store     breaker.Store
-	settings  breaker.Settings
-	policy    retry.Policy
-	base      http.RoundTripper
-	retryPOST bool
-	name      func(*http.Request) string
-	onBreaker func(*breaker.Breaker)
-
-	mu     sync.Mutex
-	hosts  map[string]*host
-	closed bool
-}
-
-// host is a breaker being made or made.
-type host struct {
-	ready chan struct{} // closed once br or err is set
-	br    *breaker.Breaker
-	err   error
+	group          *breaker.Group
+	policy         retry.Policy
+	checkRetry     func(context.Context, *http.Response, error) (bool, error)
+	prepareRetry   func(*http.Request) error
+	attemptTimeout time.Duration
+	countLimits    bool
+	log            *slog.Logger
+	base           http.RoundTripper
+	retryPOST      bool
+	name           func(*http.Request) string
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
 
 // New returns a Transport. It returns an error matching ErrInvalidOptions,
 // and naming the field, when opts is invalid: no Store, a Retry policy that
-// fails retry.Policy.Validate, or Settings that breaker.New rejects (the
-// error then matches breaker.ErrInvalidSettings too). New does no I/O.
+// fails retry.Policy.Validate, Settings that breaker.New rejects (the error
+// then matches breaker.ErrInvalidSettings too), or a negative MaxBreakers
+// or AttemptTimeout. New does no I/O.
 func New(opts Options) (*Transport, error) {
-	if opts.Store == nil {
+	switch {
+	case opts.Store == nil:
 		return nil, fmt.Errorf("%w: Store: want a breaker.Store, such as store.New's", ErrInvalidOptions)
+	case opts.MaxBreakers < 0:
+		return nil, fmt.Errorf("%w: MaxBreakers %d: want >= 1, or 0 for the default", ErrInvalidOptions, opts.MaxBreakers)
+	case opts.AttemptTimeout < 0:
+		return nil, fmt.Errorf("%w: AttemptTimeout %v: want > 0, or 0 for none", ErrInvalidOptions, opts.AttemptTimeout)
 	}
 	if err := opts.Retry.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: Retry: %w", ErrInvalidOptions, err)
@@ -82,16 +133,27 @@ func New(opts Options) (*Transport, error) {
 	if err := opts.Settings.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: Settings: %w", ErrInvalidOptions, err)
 	}
-
+	group, err := breaker.NewGroup(opts.Store, breaker.GroupOptions{
+		Settings:    opts.Settings,
+		SettingsFor: opts.SettingsFor,
+		MaxBreakers: opts.MaxBreakers,
+		IdleTimeout: opts.IdleTimeout,
+		OnBreaker:   opts.OnBreaker,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
 	t := &Transport{
-		store:     opts.Store,
-		settings:  opts.Settings,
-		policy:    opts.Retry,
-		base:      opts.Base,
-		retryPOST: opts.RetryPOST,
-		name:      opts.BreakerName,
-		onBreaker: opts.OnBreaker,
-		hosts:     map[string]*host{},
+		group:          group,
+		policy:         opts.Retry,
+		checkRetry:     opts.CheckRetry,
+		prepareRetry:   opts.PrepareRetry,
+		attemptTimeout: opts.AttemptTimeout,
+		countLimits:    opts.CountRateLimits,
+		log:            opts.Logger,
+		base:           opts.Base,
+		retryPOST:      opts.RetryPOST,
+		name:           opts.BreakerName,
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
@@ -99,97 +161,34 @@ func New(opts Options) (*Transport, error) {
 	if t.name == nil {
 		t.name = func(r *http.Request) string { return r.URL.Host }
 	}
-	if t.policy.Retryable == nil {
-		t.policy.Retryable = DefaultRetryable
+	if t.checkRetry == nil {
+		t.checkRetry = DefaultCheckRetry
+		if opts.Retry.Retryable != nil {
+			t.checkRetry = retryableCheck(opts.Retry.Retryable)
+		}
 	}
 	return t, nil
 }
 
-// DefaultRetryable is the transport's Retryable when Options.Retry has
-// none. It retries 429 Too Many Requests, 502 Bad Gateway, 503 Service
-// Unavailable and 504 Gateway Timeout, which say that the dependency or the
-// way to it is overloaded or away, and not other statuses: a 500 most often
-// means that this request hit a bug, which another attempt will hit again.
-// Errors other than statuses are decided by retry.DefaultRetryable
-// (connection refused or reset, timeouts: retried).
-func DefaultRetryable(err error) bool {
-	var se *retry.StatusError
-	if errors.As(err, &se) {
-		switch se.StatusCode {
-		case http.StatusTooManyRequests, http.StatusBadGateway,
-			http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return true
-		}
-		return false
-	}
-	return retry.DefaultRetryable(err)
-}
-
 // Breaker returns the breaker called name (a host, unless
-// Options.BreakerName says otherwise), making it on the first call and
-// calling Options.OnBreaker with it. After Close it returns an error
-// matching breaker.ErrClosed.
+// Options.BreakerName says otherwise), making it, and calling
+// Options.OnBreaker with it, when the transport has none. The transport
+// may close it later (see MaxBreakers and IdleTimeout); ask again rather
+// than keep it. After Close it returns an error matching breaker.ErrClosed.
 func (t *Transport) Breaker(name string) (*breaker.Breaker, error) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, fmt.Errorf("transport: breaker %q: %w", name, breaker.ErrClosed)
+	b, err := t.group.Breaker(name)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
 	}
-	h, ok := t.hosts[name]
-	if !ok {
-		h = &host{ready: make(chan struct{})}
-		t.hosts[name] = h
-	}
-	t.mu.Unlock()
-	if !ok {
-		t.make(name, h)
-	}
-	<-h.ready
-	if h.err != nil {
-		return nil, fmt.Errorf("transport: breaker %q: %w", name, h.err)
-	}
-	return h.br, nil
+	return b, nil
 }
 
-// make makes h's breaker. A name the breaker rejects is forgotten, so the
-// map holds only real breakers.
-func (t *Transport) make(name string, h *host) {
-	defer close(h.ready)
-	h.br, h.err = breaker.New(name, t.store, t.settings)
-	if h.err != nil {
-		t.mu.Lock()
-		delete(t.hosts, name)
-		t.mu.Unlock()
-		return
-	}
-	if t.onBreaker != nil {
-		t.onBreaker(h.br)
-	}
-}
+// Breakers returns how many per-host breakers the transport keeps now.
+func (t *Transport) Breakers() int { return t.group.Len() }
 
 // Close closes the breakers the transport made (not the store) and makes
 // later requests fail with an error matching breaker.ErrClosed.
-func (t *Transport) Close() error {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil
-	}
-	t.closed = true
-	hosts := make([]*host, 0, len(t.hosts))
-	for _, h := range t.hosts {
-		hosts = append(hosts, h)
-	}
-	t.mu.Unlock()
-	var errs []error
-	for _, h := range hosts {
-		<-h.ready
-		if h.br != nil {
-			errs = append(errs, h.br.Close())
-		}
-	}
-	return errors.Join(errs...)
-}
+func (t *Transport) Close() error { return t.group.Close() }
 
 // CloseIdleConnections closes the idle connections of the base transport,
 // when it has such a method; http.Client.CloseIdleConnections calls it.
@@ -199,40 +198,34 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// drainLimit bounds how much of a discarded response body is read so that
-// its connection can be reused.
-const drainLimit = 64 << 10
-
 // RoundTrip sends req, retrying as the transport's policy says, with every
 // attempt admitted by the breaker of req's host.
 //
 // It returns the last response unchanged, whatever its status, once retries
-// run out (attempts, MaxElapsed or the retry budget) or when the status is
-// not worth retrying; responses it does not return are drained (up to 64
-// KiB) and closed. It returns an error when no attempt returned a response,
-// or when the breaker refused the next attempt (matching breaker.ErrOpen;
-// with the breaker open, RoundTrip makes no attempt at all), or when req's
-// context ended (an attempt's response is then closed).
+// run out (attempts, MaxElapsed, the retry budget, or a wait that would end
+// past the request's deadline, which it does not sleep) or when the
+// response is not worth retrying; responses it does not return are drained
+// (up to 64 KiB) and closed. It returns an error when no attempt returned a
+// response, when the breaker refused the next attempt (matching
+// breaker.ErrOpen; with the breaker open, RoundTrip makes no attempt at
+// all), when CheckRetry or PrepareRetry failed, or when req's context ended
+// (an attempt's response is then closed).
 //
 // An attempt's outcome counts for the breaker as a failure when it is an
-// error or a 5xx or 429 response, passed to the breaker's Classify as the
-// error or as a *retry.StatusError; other responses count as successes.
+// error or a 5xx response, passed to the breaker's Classify as the error or
+// as a *retry.StatusError; a 429 is not counted (see CountRateLimits); other
+// responses count as successes.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("transport: request has no URL")
 	}
-	br, err := t.Breaker(t.name(req))
+	br, release, err := t.group.Hold(t.name(req))
 	if err != nil {
 		closeBody(req)
-		return nil, err
+		return nil, fmt.Errorf("transport: %w", err)
 	}
-	p := t.policy
-	p.Name = req.URL.Redacted()
-	p.Gate = br
-	if !t.retriable(req) {
-		p.MaxAttempts = 1
-	}
+	defer release()
 
 	ctx := req.Context()
 	// http.Client cancels requests to RoundTrippers other than its own
@@ -252,144 +245,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}()
 	}
 
-	var (
-		attempts int
-		prev     *http.Response // the previous attempt's response, not yet returned
-		status   error          // the *retry.StatusError of prev
-	)
-	resp, err := retry.Do(ctx, p, func(ctx context.Context) (*http.Response, error) {
-		attempts++
-		if prev != nil {
-			drain(prev)
-			prev, status = nil, nil
-		}
-		r := req
-		if attempts > 1 {
-			var err error
-			if r, err = rewind(req); err != nil {
-				return nil, retry.Permanent(err)
-			}
-		}
-		permit, err := br.Allow(ctx)
-		if err != nil {
-			closeBody(r)
-			return nil, retry.Permanent(err)
-		}
-		resp, err := t.base.RoundTrip(r)
-		if err != nil {
-			permit.Done(ctx, err)
-			return nil, err
-		}
-		se := statusError(resp, p.Clock)
-		if se != nil && (resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests) {
-			permit.Done(ctx, se)
-		} else {
-			permit.Done(ctx, nil)
-		}
-		if se == nil {
-			return resp, nil
-		}
-		prev, status = resp, se
-		return resp, se
-	})
-	if attempts == 0 {
-		closeBody(req)
+	rt := &roundTrip{t: t, req: req, br: br}
+	p := t.policy
+	p.Name = req.URL.Redacted()
+	p.Gate = br
+	if !t.retriable(req) {
+		p.MaxAttempts = 1
 	}
-	if err == nil {
-		return resp, nil
+	if t.log != nil {
+		p.OnEvent = t.logEvents(ctx, p.OnEvent)
 	}
-	if resp != nil {
-		// Do returns its *retry.Error itself, and the attempt's error as
-		// it was returned when that error is not worth a retry.
-		re, gaveUp := err.(*retry.Error)
-		if err == status || gaveUp && re.Reason != retry.ReasonGate {
-			// Retries ran out, or the status is not worth one: the last
-			// response is the answer.
-			return resp, nil
-		}
-		drain(resp)
+	rt.clock = p.Clock
+	resp, err := retry.Do(ctx, p, rt.attempt)
+	resp, err = rt.result(resp, err)
+	if t.log != nil {
+		t.logResult(ctx, req, rt.attempts, resp, err)
 	}
-	if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
-		return nil, timeoutError{err}
-	}
-	return nil, err
-}
-
-// timeoutError is the error of a request whose deadline (such as
-// http.Client.Timeout) ended it. Like net/http's own, it says Timeout, so
-// that the *url.Error an http.Client wraps it in does too.
-type timeoutError struct{ error }
-
-func (e timeoutError) Unwrap() error { return e.error }
-
-// Timeout reports true.
-func (e timeoutError) Timeout() bool { return true }
-
-// retriable reports whether req may be sent more than once.
-func (t *Transport) retriable(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return false
-	}
-	switch req.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete,
-		http.MethodOptions, http.MethodTrace:
-		return true
-	case http.MethodPost, http.MethodPatch:
-		return t.retryPOST || req.Header.Get("Idempotency-Key") != "" ||
-			req.Header.Get("X-Idempotency-Key") != ""
-	}
-	return false
-}
-
-// rewind returns a copy of req for another attempt, with a fresh body.
-func rewind(req *http.Request) (*http.Request, error) {
-	r := req.Clone(req.Context())
-	if req.Body == nil || req.Body == http.NoBody {
-		return r, nil
-	}
-	body, err := req.GetBody()
-	if err != nil {
-		return nil, fmt.Errorf("transport: rewind the body of %s %s: %w", req.Method, req.URL.Redacted(), err)
-	}
-	r.Body = body
-	return r, nil
-}
-
-// statusError returns the *retry.StatusError of a response whose status a
-// retry might fix (408, 429, 5xx), with the wait its Retry-After header asks
-// for, or nil.
-func statusError(resp *http.Response, clock retry.Clock) *retry.StatusError {
-	code := resp.StatusCode
-	if code != http.StatusRequestTimeout && code != http.StatusTooManyRequests && code < 500 {
-		return nil
-	}
-	se := &retry.StatusError{StatusCode: code}
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		now := time.Now()
-		if clock != nil {
-			now = clock.Now()
-		}
-		if d, ok := retry.ParseRetryAfter(v, now); ok {
-			se.RetryAfter = d
-		}
-	}
-	return se
-}
-
-// drain reads a little of a discarded response's body, so that its
-// connection may be reused, and closes it.
-func drain(resp *http.Response) {
-	if resp.Body == nil {
-		return
-	}
-	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
-	_ = resp.Body.Close()
-}
-
-// closeBody closes the body of a request that was not sent, as a
-// RoundTripper must.
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
+	return resp, err
 }

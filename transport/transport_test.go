@@ -211,7 +211,7 @@ func TestRoundTripRetriesAsThePolicySays(t *testing.T) {
 		{name: "GET 500 is not retried", method: "GET", handle: status(500), wantHits: 1, wantStatus: 500},
 		{name: "GET 501", method: "GET", handle: status(501), wantHits: 1, wantStatus: 501},
 		{name: "GET 404", method: "GET", handle: status(404), wantHits: 1, wantStatus: 404},
-		{name: "GET 408", method: "GET", handle: status(408), wantHits: 1, wantStatus: 408},
+		{name: "GET 408", method: "GET", handle: status(408), wantHits: 3, wantStatus: 408},
 		{name: "HEAD 503", method: "HEAD", handle: status(503), wantHits: 3, wantStatus: 503},
 		{name: "DELETE 503", method: "DELETE", handle: status(503), wantHits: 3, wantStatus: 503},
 		{name: "OPTIONS 503", method: "OPTIONS", handle: status(503), wantHits: 3, wantStatus: 503},
@@ -459,7 +459,7 @@ func TestRoundTripCountsOutcomesForTheBreaker(t *testing.T) {
 		{301, 1, 0},
 		{404, 1, 0},
 		{408, 1, 0},
-		{429, 0, 1},
+		{429, 0, 0}, // a rate limit is not an outage (see CountRateLimits)
 		{500, 0, 1},
 		{501, 0, 1},
 		{503, 0, 1},
@@ -788,27 +788,46 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 }
 
-func TestDefaultRetryable(t *testing.T) {
+func TestDefaultCheckRetry(t *testing.T) {
+	resp := func(code int) *http.Response { return &http.Response{StatusCode: code, Header: http.Header{}} }
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
 	tests := []struct {
+		ctx  context.Context
+		resp *http.Response
 		err  error
 		want bool
 	}{
-		{&retry.StatusError{StatusCode: 429}, true},
-		{&retry.StatusError{StatusCode: 502}, true},
-		{&retry.StatusError{StatusCode: 503}, true},
-		{&retry.StatusError{StatusCode: 504}, true},
-		{&retry.StatusError{StatusCode: 500}, false},
-		{&retry.StatusError{StatusCode: 408}, false},
-		{&retry.StatusError{StatusCode: 501}, false},
-		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
-		{fmt.Errorf("read: %w", syscall.ECONNRESET), true},
-		{context.DeadlineExceeded, true},
-		{retry.Permanent(errors.New("bad")), false},
-		{nil, false},
+		{context.Background(), resp(429), nil, true},
+		{context.Background(), resp(408), nil, true},
+		{context.Background(), resp(502), nil, true},
+		{context.Background(), resp(503), nil, true},
+		{context.Background(), resp(504), nil, true},
+		{context.Background(), resp(500), nil, false},
+		{context.Background(), resp(501), nil, false},
+		{context.Background(), resp(200), nil, false},
+		{context.Background(), resp(404), nil, false},
+		{context.Background(), nil, fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
+		{context.Background(), nil, fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{context.Background(), nil, context.DeadlineExceeded, true},
+		{context.Background(), nil, retry.Permanent(errors.New("bad")), false},
+		{done, resp(503), nil, false},
+		{done, nil, syscall.ECONNRESET, false},
 	}
 	for _, tt := range tests {
-		if got := transport.DefaultRetryable(tt.err); got != tt.want {
-			t.Errorf("DefaultRetryable(%v) = %v, want %v", tt.err, got, tt.want)
+		got, err := transport.DefaultCheckRetry(tt.ctx, tt.resp, tt.err)
+		if got != tt.want || err != nil {
+			code := 0
+			if tt.resp != nil {
+				code = tt.resp.StatusCode
+			}
+			t.Errorf("DefaultCheckRetry(status %d, %v) = %v, %v; want %v, nil", code, tt.err, got, err, tt.want)
+		}
+		// The one rule: retry.DefaultRetryable agrees on every status.
+		if tt.resp != nil && tt.ctx.Err() == nil {
+			if r := retry.DefaultRetryable(&retry.StatusError{StatusCode: tt.resp.StatusCode}); r != got {
+				t.Errorf("status %d: retry.DefaultRetryable says %v, the transport %v", tt.resp.StatusCode, r, got)
+			}
 		}
 	}
 }

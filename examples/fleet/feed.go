@@ -55,6 +55,7 @@ type feed struct {
 	pending []*group
 	open    map[any]*group // groups still taking events, by key
 	printed map[transitionKey]bool
+	lastGen map[string]int64 // the newest generation printed, by breaker
 }
 
 type itemKind int
@@ -126,6 +127,7 @@ func newFeed(out io.Writer, color bool, host string, instances int, shared bool,
 		done:    make(chan struct{}),
 		open:    map[any]*group{},
 		printed: map[transitionKey]bool{},
+		lastGen: map[string]int64{},
 	}
 }
 
@@ -235,8 +237,8 @@ func (f *feed) add(it item) {
 func (f *feed) addTransition(it item) {
 	e := it.breaker
 	k := transitionKey{id: it.id, gen: e.Generation}
-	if f.printed[k] {
-		return // seen after its line was printed
+	if f.printed[k] || e.Generation < f.lastGen[it.id] {
+		return // seen after its line, or a newer transition's, was printed
 	}
 	if g := f.open[k]; g != nil {
 		g.seenBy[it.instance] = true
@@ -292,6 +294,7 @@ func (f *feed) slotEnd(n int64) time.Time { return f.start.Add(time.Duration(n+1
 // now, stopping at the first that is not (all of them when final), so that
 // lines never come out of order.
 func (f *feed) flush(now time.Time, final bool) {
+	f.orderTransitions()
 	sort.SliceStable(f.pending, func(i, j int) bool { return f.pending[i].first.Before(f.pending[j].first) })
 	i := 0
 	for ; i < len(f.pending); i++ {
@@ -304,10 +307,50 @@ func (f *feed) flush(now time.Time, final bool) {
 			delete(f.open, k)
 			if tk, ok := k.(transitionKey); ok {
 				f.printed[tk] = true
+				f.lastGen[tk.id] = max(f.lastGen[tk.id], tk.gen)
 			}
 		}
 	}
 	f.pending = f.pending[i:]
+}
+
+// orderTransitions puts the line of a breaker's earlier transition before
+// the line of its later one. Instances hear of transitions at different
+// moments: the first sighting of a half-open state that lasted a few
+// milliseconds may come after the first sighting of the open state that
+// followed it, and the "Testing" line must still come first.
+func (f *feed) orderTransitions() {
+	for round := 0; round < len(f.pending); round++ {
+		moved := false
+		for _, a := range f.pending {
+			for _, b := range f.pending {
+				if a != b && precedes(a, b) && !a.first.Before(b.first) {
+					a.first = b.first.Add(-time.Nanosecond)
+					moved = true
+				}
+			}
+		}
+		if !moved {
+			return
+		}
+	}
+}
+
+// precedes reports whether group a holds a transition of a breaker that
+// happened before one that b holds.
+func precedes(a, b *group) bool {
+	for _, ka := range a.keys {
+		ta, ok := ka.(transitionKey)
+		if !ok {
+			continue
+		}
+		for _, kb := range b.keys {
+			if tb, ok := kb.(transitionKey); ok && ta.id == tb.id && ta.gen < tb.gen {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (f *feed) print(g *group) {

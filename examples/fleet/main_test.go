@@ -155,6 +155,19 @@ func TestMainErrRejectsBadFlags(t *testing.T) {
 	}
 }
 
+// TestHelp: -h prints the usage and is no error (the program exits 0).
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var stderr bytes.Buffer
+		if err := mainErr([]string{arg}, io.Discard, &stderr); err != nil {
+			t.Errorf("mainErr(%q): got %v, want nil", arg, err)
+		}
+		if !strings.Contains(stderr.String(), "Usage: go run ./examples/fleet") || !strings.Contains(stderr.String(), "-instances") {
+			t.Errorf("mainErr(%q) printed %q, want the usage", arg, stderr.String())
+		}
+	}
+}
+
 // TestFeed checks the feed's lines: one per transition, however many
 // instances report it; retries added up per attempt number; lines in order.
 func TestFeed(t *testing.T) {
@@ -189,6 +202,33 @@ func TestFeed(t *testing.T) {
 		"  1.00s  Blocked in the last second: 1 call rejected fast, 1 retry called off, nothing sent",
 		"",
 	}, "\n")
+	if got := out.String(); got != want {
+		t.Errorf("got feed\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestFeedOrdersTransitionsByGeneration: a breaker's "Testing" line comes
+// before the "probe failed" line of the same instant, even when the first
+// instance to hear of the half-open state heard of it after another heard
+// the breaker open again; a sighting of an older transition after a newer
+// one was printed is dropped.
+func TestFeedOrdersTransitionsByGeneration(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	var out bytes.Buffer
+	f := newFeed(&out, false, "db:5432", 3, true, start)
+	half := breaker.Event{Kind: breaker.StateChanged, From: breaker.Open, To: breaker.HalfOpen, Generation: 8,
+		Reason: "open_timeout", Instance: "pod-02"}
+	reopened := breaker.Event{Kind: breaker.StateChanged, From: breaker.HalfOpen, To: breaker.Open, Generation: 9,
+		Reason: "probe_failed", NextProbeIn: time.Second}
+	f.add(item{kind: breakerItem, at: at(1530), breaker: reopened, id: "p", instance: 0})
+	f.add(item{kind: breakerItem, at: at(1531), breaker: half, id: "p", instance: 1})
+	f.add(item{kind: breakerItem, at: at(1532), breaker: reopened, id: "p", instance: 1})
+	f.flush(at(2000), false)
+	f.add(item{kind: breakerItem, at: at(2100), breaker: half, id: "p", instance: 2}) // late
+	f.flush(at(3000), true)
+	want := "  1.53s  Testing: db:5432, pod-02 sends the fleet's one probe [seen by 1/3 instances]\n" +
+		"  1.53s  Circuit OPEN: db:5432 blocked again, the probe failed; next probe in 1.00s [seen by 2/3 instances]\n"
 	if got := out.String(); got != want {
 		t.Errorf("got feed\n%s\nwant\n%s", got, want)
 	}

@@ -24,23 +24,23 @@ func main() {
 		log.Fatal(err)
 	}
 	defer redisServer.Close()
-	podA, podB := newBreaker(redisServer.Addr(), "pod-a"), newBreaker(redisServer.Addr(), "pod-b")
+	podA, podB := newPod(redisServer.Addr(), "pod-a"), newPod(redisServer.Addr(), "pod-b")
 	defer podA.Close()
 	defer podB.Close()
 
 	heard := make(chan breaker.Event, 8)
-	podB.Listen(func(e breaker.Event) { heard <- e }) // every transition, whichever pod caused it
+	podB.breaker.Listen(func(e breaker.Event) { heard <- e }) // every transition, whichever pod caused it
 
 	charge := func(ctx context.Context) (string, error) {
 		return "", errors.New("payments: HTTP 503") // the dependency is down
 	}
-	call := func(n int, pod *breaker.Breaker) {
-		_, err := breaker.Execute(context.Background(), pod, charge)
+	call := func(n int, p *pod) {
+		_, err := breaker.Execute(context.Background(), p.breaker, charge)
 		var open *breaker.OpenError
 		if errors.As(err, &open) {
 			err = fmt.Errorf("rejected without calling, next probe in %v", open.NextProbeIn.Round(time.Second))
 		}
-		fmt.Printf("call %d on %s: %v\n", n, pod.Instance(), err)
+		fmt.Printf("call %d on %s: %v\n", n, p.breaker.Instance(), err)
 	}
 	for n := 1; n <= 4; n++ {
 		call(n, podA)
@@ -50,10 +50,17 @@ func main() {
 	call(5, podB)
 }
 
-// newBreaker is one instance of the service: its own Redis client, store and
+// pod is one instance of the service: its own Redis client, store and
 // breaker. Instances using the same store prefix and breaker name share one breaker.
-func newBreaker(addr, instance string) *breaker.Breaker {
-	st, err := store.New(redis.NewClient(&redis.Options{Addr: addr}), store.Options{Prefix: "quickstart"})
+type pod struct {
+	client  *redis.Client
+	store   *store.Store
+	breaker *breaker.Breaker
+}
+
+func newPod(addr, instance string) *pod {
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	st, err := store.New(client, store.Options{Prefix: "quickstart"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,5 +70,12 @@ func newBreaker(addr, instance string) *breaker.Breaker {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return br
+	return &pod{client: client, store: st, breaker: br}
+}
+
+// Close closes the breaker, then the store, then the Redis client.
+func (p *pod) Close() {
+	p.breaker.Close()
+	p.store.Close()
+	p.client.Close()
 }

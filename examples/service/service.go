@@ -84,6 +84,9 @@ func newService(cfg config, log *logger) (*service, error) {
 		Retry:     retry.Policy{MaxAttempts: cfg.Attempts, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second},
 		Base:      &attempts{s: s, base: http.DefaultTransport},
 		OnBreaker: func(b *breaker.Breaker) { b.Listen(s.heard) },
+		// The service keeps its downstream's breaker (s.br) for its life:
+		// the transport must not close it when the traffic pauses.
+		IdleTimeout: -1,
 	})
 	if err != nil {
 		st.Close()

@@ -1,0 +1,384 @@
+package breaker_test
+
+// The hot path against a real redis-server: outcomes reported in batches
+// are counted exactly once through a paused and a frozen Redis; a batched
+// breaker decides as a synchronous one does; Close delivers what is
+// pending; a resubscription re-reads a thousand breakers in a few
+// pipelined round trips; a flood of forged announcements costs at most one
+// read per breaker per refresh interval and changes no decision.
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/internal/redistest"
+	"github.com/breakwater-go/breakwater/store"
+)
+
+// TestExactlyOnceThroughPauseAndFreeze: 50 instances report 1,000 outcomes
+// each while Redis is paused (CLIENT PAUSE 1500 ALL) and then frozen
+// (SIGSTOP) for 2 s: the shared totals are exactly 50,000.
+func TestExactlyOnceThroughPauseAndFreeze(t *testing.T) {
+	const (
+		instances = 50
+		each      = 1000
+	)
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	// A short store timeout: batches time out while Redis is paused or
+	// frozen, and are sent again (under the same sequence number) later.
+	o := store.Options{Prefix: fleetPrefix(t), Timeout: 100 * time.Millisecond, Cooldown: 200 * time.Millisecond}
+	s := breaker.Settings{ConsecutiveFailures: 1 << 30, Fallback: breaker.FallbackOpen, FlushInterval: breaker.DefaultFlushInterval}
+	fleet := fleetOf(t, srv, instances, "ledger", "pod", s, o)
+	for _, in := range fleet { // every instance learns the breaker
+		p, err := in.b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(ctx, nil)
+	}
+	flushAll(t)
+	base := fleetSnapshot(t, fleet[0].b).Counts
+
+	var made atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, in := range fleet {
+		wg.Add(1)
+		go func(i int, b *breaker.Breaker) {
+			defer wg.Done()
+			<-start
+			for j := 0; j < each; j++ {
+				p, err := b.Allow(ctx)
+				if err != nil {
+					t.Errorf("instance %d: Allow: %v", i, err)
+					return
+				}
+				if (i+j)%7 == 0 {
+					p.Done(ctx, errFleetDown)
+				} else {
+					p.Done(ctx, nil)
+				}
+				made.Add(1)
+				if j%50 == 0 {
+					time.Sleep(time.Millisecond) // spread the run over the faults
+				}
+			}
+		}(i, in.b)
+	}
+	close(start)
+	waitMade := func(n int64) {
+		deadline := time.Now().Add(fleetWait)
+		for made.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitMade(instances * each / 4)
+	if err := srv.Client(t).Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	waitMade(instances * each / 2)
+	srv.Freeze()
+	time.Sleep(2 * time.Second)
+	srv.Thaw()
+	wg.Wait()
+
+	for _, in := range fleet {
+		fctx, cancel := context.WithTimeout(ctx, fleetWait)
+		err := in.b.Flush(fctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: Flush: %v", in.b.Instance(), err)
+		}
+	}
+	c := fleetSnapshot(t, fleet[0].b).Counts
+	got := c.TotalSuccesses + c.TotalFailures - base.TotalSuccesses - base.TotalFailures
+	if got != instances*each {
+		t.Errorf("shared totals count %d outcomes, want exactly %d (%d successes, %d failures)",
+			got, instances*each, c.TotalSuccesses-base.TotalSuccesses, c.TotalFailures-base.TotalFailures)
+	}
+	wantFailures := uint64(0)
+	for i := 0; i < instances; i++ {
+		for j := 0; j < each; j++ {
+			if (i+j)%7 == 0 {
+				wantFailures++
+			}
+		}
+	}
+	if f := c.TotalFailures - base.TotalFailures; f != wantFailures {
+		t.Errorf("shared failures %d, want exactly %d", f, wantFailures)
+	}
+}
+
+// traceStep is one outcome of a recorded traffic trace.
+type traceStep struct {
+	instance int
+	fail     bool
+}
+
+// recordedTrace returns a trace of n outcomes from 20 instances: healthy at
+// first, then a degrading dependency.
+func recordedTrace(seed int64, n int) []traceStep {
+	r := rand.New(rand.NewSource(seed))
+	steps := make([]traceStep, n)
+	failing := 0.1
+	for i := range steps {
+		if i == n/2 {
+			failing = 0.7
+		}
+		steps[i] = traceStep{instance: r.Intn(20), fail: r.Float64() < failing}
+	}
+	return steps
+}
+
+// TestDecisionParity: one recorded trace of mixed outcomes from 20
+// instances, replayed at a steady pace (5 outcomes per flush interval, a
+// pace a synchronous breaker keeps: each of its outcomes takes a round trip),
+// trips a batched breaker within one flush interval of the outcome at which
+// it trips a synchronous one, under a rate policy and under consecutive
+// failures. The trip is placed at the outcome the replay had reached when
+// the first instance heard of it.
+func TestDecisionParity(t *testing.T) {
+	const (
+		pace     = time.Millisecond
+		interval = breaker.DefaultFlushInterval
+		perFlush = int(interval / pace)
+		// slack is what the scheduling of a loaded machine may add to a
+		// delivery that is due after one flush interval, in outcomes.
+		slack = 100
+	)
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	policies := map[string]breaker.Settings{
+		"failure-rate": {ConsecutiveFailures: breaker.Off, FailureRate: 0.5, MinimumCalls: 50,
+			Window: 200 * time.Millisecond, WindowBuckets: 20},
+		"consecutive": {ConsecutiveFailures: 6},
+	}
+	trace := recordedTrace(7, 2000)
+	for name, s := range policies {
+		t.Run(name, func(t *testing.T) {
+			// replay returns the outcome of the trace at which the breaker tripped.
+			replay := func(mode breaker.Reporting) int {
+				s := s
+				s.Reporting = mode
+				s.FlushInterval = interval
+				s.OpenDuration = time.Hour
+				o := store.Options{Prefix: fleetPrefix(t) + "-" + mode.String(), Timeout: 5 * time.Second}
+				fleet := fleetOf(t, srv, 20, "parity", "pod", s, o)
+				var reached, tripped atomic.Int64 // tripped: outcome index + 1
+				for _, in := range fleet {
+					in.b.Listen(func(e breaker.Event) {
+						if e.Kind == breaker.StateChanged && e.To == breaker.Open {
+							tripped.CompareAndSwap(0, reached.Load()+1)
+						}
+					})
+				}
+				began := time.Now()
+				for i, step := range trace {
+					for time.Since(began) < time.Duration(i)*pace {
+						// a steady pace: the trace's outcomes happen at their times
+					}
+					if tripped.Load() != 0 {
+						break
+					}
+					reached.Store(int64(i))
+					p, err := fleet[step.instance].b.Allow(ctx)
+					if err != nil {
+						continue // this instance heard of the trip
+					}
+					if step.fail {
+						p.Done(ctx, errFleetDown)
+					} else {
+						p.Done(ctx, nil)
+					}
+				}
+				deadline := time.Now().Add(fleetWait)
+				for tripped.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if tripped.Load() == 0 {
+					t.Fatalf("%v: the trace did not trip the breaker: %+v", mode, fleetSnapshot(t, fleet[0].b))
+				}
+				return int(tripped.Load() - 1)
+			}
+			sync, batched := replay(breaker.ReportSync), replay(breaker.ReportBatched)
+			t.Logf("tripped at outcome %d (sync) and %d (batched): %+.1f flush intervals (%d outcomes each)",
+				sync, batched, float64(batched-sync)/float64(perFlush), perFlush)
+			if d := batched - sync; d < -perFlush-slack || d > perFlush+slack {
+				t.Errorf("batched breaker tripped at outcome %d, synchronous at %d: want within one flush interval (%d outcomes)", batched, sync, perFlush)
+			}
+		})
+	}
+}
+
+// TestCloseDeliversPendingOutcomes: outcomes counted locally are in the
+// shared totals once Close returns.
+func TestCloseDeliversPendingOutcomes(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	o := store.Options{Prefix: fleetPrefix(t), Timeout: 5 * time.Second}
+	s := breaker.Settings{FlushInterval: time.Hour} // nothing is due before Close
+	a := fleetStart(t, srv, "close", s, o)
+	reader := fleetStart(t, srv, "close", breaker.Settings{}, o)
+	for i := 0; i < 500; i++ {
+		p, err := a.b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(ctx, nil)
+	}
+	if err := a.b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	snap, err := reader.b.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Counts.TotalSuccesses != 500 {
+		t.Errorf("after Close: TotalSuccesses %d, want 500", snap.Counts.TotalSuccesses)
+	}
+	if _, err := a.b.Allow(ctx); err != breaker.ErrClosed {
+		t.Errorf("Allow after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// pipelineHook counts the round trips a client makes, and the reads.
+type pipelineHook struct {
+	trips, reads atomic.Int64
+}
+
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := strings.ToLower(cmd.Name()); n != "subscribe" && n != "ping" {
+			h.trips.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.trips.Add(1)
+		for _, c := range cmds {
+			if strings.EqualFold(c.Name(), "hmget") {
+				h.reads.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// manyBreakers makes n breakers on one store whose client hook counts
+// round trips, each having learnt its shared state.
+func manyBreakers(t *testing.T, srv *redistest.Server, n int, s breaker.Settings, o store.Options) (*store.Store, []*breaker.Breaker, *pipelineHook) {
+	t.Helper()
+	c := srv.Client(t)
+	h := &pipelineHook{}
+	c.AddHook(h)
+	st, err := store.New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ctx := context.Background()
+	bs := make([]*breaker.Breaker, n)
+	for i := range bs {
+		b, err := breaker.New(fmt.Sprintf("dep-%04d", i), st, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		p, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(ctx, nil)
+		bs[i] = b
+	}
+	return st, bs, h
+}
+
+// TestResubscribeReadsInBatches: after its subscription is cut, a process
+// with 1,000 breakers re-reads them all in at most one round trip per 100
+// breakers.
+func TestResubscribeReadsInBatches(t *testing.T) {
+	const n = 1000
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	o := store.Options{Prefix: fleetPrefix(t), Timeout: 5 * time.Second}
+	s := breaker.Settings{RefreshInterval: time.Hour}
+	_, _, h := manyBreakers(t, srv, n, s, o)
+	raw := srv.Client(t)
+	// Let the first reads (after the first subscription) and flushes end.
+	time.Sleep(500 * time.Millisecond)
+	trips, reads := h.trips.Load(), h.reads.Load()
+	if err := raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL: %v", err)
+	}
+	fleetPoll(t, "every breaker re-read", func() bool { return h.reads.Load()-reads >= n })
+	time.Sleep(200 * time.Millisecond)
+	if got, most := h.trips.Load()-trips, int64(n/100); got > most {
+		t.Errorf("re-reading %d breakers after a resubscription took %d round trips, want at most %d", n, got, most)
+	} else {
+		t.Logf("re-reading %d breakers after a resubscription took %d round trips", n, got)
+	}
+}
+
+// TestForgedAnnouncementsAreCheap: a flood of 1,000 forged announcements a
+// second costs each breaker at most one read per refresh interval, and
+// changes no decision.
+func TestForgedAnnouncementsAreCheap(t *testing.T) {
+	const (
+		n        = 50
+		interval = 500 * time.Millisecond
+		flood    = 2 * time.Second
+	)
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	o := store.Options{Prefix: fleetPrefix(t), Timeout: 5 * time.Second}
+	s := breaker.Settings{RefreshInterval: interval}
+	st, bs, h := manyBreakers(t, srv, n, s, o)
+	raw := srv.Client(t)
+	time.Sleep(200 * time.Millisecond)
+	reads := h.reads.Load()
+	began := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	sent := 0
+	for time.Since(began) < flood {
+		<-tick.C
+		name := fmt.Sprintf("dep-%04d", sent%n)
+		gen := time.Now().UnixMilli()*1000 + int64(sent) // always "newer"
+		if err := raw.Publish(ctx, st.Channel(), fmt.Sprintf("%d %s", gen, name)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	tick.Stop()
+	elapsed := time.Since(began)
+	got := h.reads.Load() - reads
+	// Each breaker: one read that finds the announcement false, then none
+	// until its periodic read, which also counts.
+	most := int64(n) * (int64(elapsed/interval) + 2)
+	t.Logf("%d forged announcements in %v: %d reads for %d breakers (at most %d allowed)", sent, elapsed, got, n, most)
+	if got > most {
+		t.Errorf("%d forged announcements caused %d reads, want at most %d (one per breaker per %v)", sent, got, most, interval)
+	}
+	for _, b := range bs {
+		if b.State() != breaker.Closed {
+			t.Errorf("%s: state %v after forged announcements, want closed", b.Name(), b.State())
+		}
+		if _, err := b.Allow(ctx); err != nil {
+			t.Errorf("%s: Allow after forged announcements: %v", b.Name(), err)
+		}
+	}
+}

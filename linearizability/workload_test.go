@@ -1,0 +1,467 @@
+package linearizability
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/store"
+)
+
+// The workload: instances pick a breaker and an operation at random and
+// carry it out with one store call (one script, or the plain read's one
+// round trip), recording its request, its reply and when it was called and
+// answered.
+
+// policies are the breakers' settings, small enough in time that breakers
+// trip, open, half-open, probe, lose leases and close again many times in a
+// run: consecutive failures with growing, jittered open durations and two
+// probes; failure and slow-call rates over a window of 20ms; consecutive
+// failures from at least two distinct instances.
+var policies = []*policy{
+	{consecutive: 3, minCalls: 20, window: 60_000, probes: 2, successes: 2, lease: 8,
+		open: 4, openMax: 16, jitter: 0.5},
+	{rate: 0.5, slowRate: 0.8, minCalls: 8, window: 20, probes: 1, successes: 1, lease: 5,
+		open: 3, openMax: 3},
+	{consecutive: 3, quorum: 2, minCalls: 20, window: 30, probes: 1, successes: 1, lease: 5,
+		open: 3, openMax: 3},
+}
+
+// settings turns p into the breaker.Settings the store sends the scripts.
+func settings(p *policy) *breaker.Settings {
+	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+	return &breaker.Settings{ConsecutiveFailures: int(p.consecutive), FailureRate: p.rate,
+		SlowCallRate: p.slowRate, SlowCallDuration: time.Millisecond, MinimumCalls: int(p.minCalls),
+		Window: ms(p.window), WindowBuckets: buckets, Quorum: int(max(1, p.quorum)), OpenDuration: ms(p.open),
+		MaxOpenDuration: ms(p.openMax), OpenJitter: p.jitter, MaxProbes: int(p.probes),
+		ProbeSuccesses: int(p.successes), ProbeLease: ms(p.lease)}
+}
+
+// target is a breaker of the run.
+type target struct {
+	name     string
+	pol      *policy
+	settings *breaker.Settings
+}
+
+// backend carries out one operation with one call to Redis.
+type backend interface {
+	do(ctx context.Context, in *input) (*output, error)
+}
+
+// scripts is the real thing: the store's scripts and its plain read.
+type scripts struct {
+	st       *store.Store
+	settings map[*policy]*breaker.Settings
+}
+
+func (b *scripts) request(in *input) breaker.Request {
+	req := breaker.Request{Name: in.name, Instance: instName(in.inst), Settings: b.settings[in.pol],
+		Known: in.known, Lease: leaseName(in.lease), Generation: in.gen, Seq: in.seq,
+		OpenFor: time.Duration(in.openFor) * time.Millisecond, Random: in.random}
+	bt := in.batch
+	req.Batch = breaker.Batch{Successes: uint64(bt.ok), Failures: uint64(bt.ko), Slow: uint64(bt.slow),
+		Lead: uint64(bt.lead), Trail: uint64(bt.trail), Run: uint64(bt.run)}
+	if bt.old {
+		req.Batch.SuccessAge = time.Hour
+	}
+	switch in.cmd {
+	case "open":
+		req.Command = breaker.CommandOpen
+	case "close":
+		req.Command = breaker.CommandClose
+	case "disable":
+		req.Command = breaker.CommandDisable
+	case "reset":
+		req.Command = breaker.CommandReset
+	}
+	return req
+}
+
+func (b *scripts) do(ctx context.Context, in *input) (*output, error) {
+	req := b.request(in)
+	var rep breaker.Reply
+	var err error
+	switch in.kind {
+	case opAcquire:
+		rep, err = b.st.Acquire(ctx, req)
+	case opRecord:
+		rep, err = b.st.Record(ctx, req)
+	case opForce:
+		rep, err = b.st.Force(ctx, req)
+	case opReadFull:
+		req.Full = true
+		rep, err = b.st.Read(ctx, req)
+	case opRead:
+		rep, err = b.st.Read(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toOutput(rep), nil
+}
+
+func stateName(s breaker.State) string { return strings.ReplaceAll(s.String(), "-", "_") }
+
+func toOutput(r breaker.Reply) *output {
+	c := r.Counts
+	wait := int64(-1)
+	if r.Wait >= 0 {
+		wait = r.Wait.Milliseconds()
+	}
+	return &output{verdict: string(r.Verdict), st: stateName(r.State), from: stateName(r.From),
+		why: r.Reason, by: r.By, lease: r.Lease, gen: r.Generation, wait: wait,
+		inState: r.InState.Milliseconds(), ok: int64(c.Successes), ko: int64(c.Failures),
+		cf: int64(c.ConsecutiveFailures), hs: int64(c.ProbeSuccesses), wt: int64(c.WindowCalls),
+		wf: int64(c.WindowFailures), ws: int64(c.WindowSlowCalls), troubled: int64(c.TroubledInstances),
+		tok: int64(c.TotalSuccesses), tko: int64(c.TotalFailures), tslow: int64(c.TotalSlowCalls),
+		tstale: int64(c.TotalStale), trips: int64(c.Trips), pko: int64(c.PreviousFailures),
+		changed: r.Changed, now: r.ServerTime.UnixMilli()}
+}
+
+// nonAtomic is the deliberately broken variant: it records a batch by
+// reading the breaker's keys in one round trip, working out the new state
+// in Go (with the model, which mirrors record.lua), and writing it back in
+// a second round trip. Everything else goes to the real scripts. Run alone
+// it is correct; run concurrently it loses updates.
+type nonAtomic struct {
+	scripts
+	client *redis.Client
+}
+
+func (b *nonAtomic) do(ctx context.Context, in *input) (*output, error) {
+	if in.kind != opRecord {
+		return b.scripts.do(ctx, in)
+	}
+	keys := b.st.Keys(in.name)
+	pipe := b.client.Pipeline()
+	clock := pipe.Time(ctx)
+	hash := pipe.HGetAll(ctx, keys[0])
+	win := pipe.HGetAll(ctx, keys[1])
+	troubled := pipe.ZRangeWithScores(ctx, keys[2], 0, -1)
+	leases := pipe.ZRangeWithScores(ctx, keys[3], 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	s, err := decode(hash.Val(), win.Val(), troubled.Val(), leases.Val())
+	if err != nil {
+		return nil, err
+	}
+	now := clock.Val()
+	next, out, wrote := apply(s, in, now.UnixMilli())
+	if !wrote {
+		return &out, nil
+	}
+	pipe = b.client.Pipeline()
+	pipe.HSet(ctx, keys[0], encode(next, in.inst, now)...)
+	pipe.Del(ctx, keys[1], keys[2], keys[3])
+	for i, at := range next.trouble {
+		if at != 0 {
+			pipe.ZAdd(ctx, keys[2], redis.Z{Score: float64(at), Member: instName(i)})
+		}
+	}
+	for k, bk := range next.win {
+		if bk.i != 0 {
+			pipe.HSet(ctx, keys[1], "i"+strconv.Itoa(k), bk.i, "t"+strconv.Itoa(k), bk.t,
+				"f"+strconv.Itoa(k), bk.f, "s"+strconv.Itoa(k), bk.s)
+		}
+	}
+	for _, l := range next.leases {
+		if l.id != 0 {
+			pipe.ZAdd(ctx, keys[3], redis.Z{Score: float64(l.exp), Member: leaseName(l.id)})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// decode reads a breaker's keys into the model's state.
+func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
+	var s state
+	if h["gen"] == "" {
+		return s, nil
+	}
+	s.exists = true
+	var bad error
+	parse := func(what, v string) int64 {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil && bad == nil {
+			bad = fmt.Errorf("decode %s: %w", what, err)
+		}
+		return n
+	}
+	num := func(f string) int64 { return parse("field "+f, h[f]) }
+	s.st, s.from, s.why, s.by = h["st"], h["from"], h["why"], h["by"]
+	s.gen, s.fl, s.probeAt, s.trips, s.at = num("gen"), num("fl"), num("probe_at"), num("trips"), num("at")
+	s.ok, s.ko, s.cf, s.hs = num("ok"), num("ko"), num("cf"), num("hs")
+	s.tok, s.tko, s.tslow, s.tstale, s.pko = num("tok"), num("tko"), num("tslow"), num("tstale"), num("pko")
+	s.lfat = num("lfat") > 0
+	s.cfat = num("cfat")
+	for i := range s.seq {
+		if v, ok := h["q."+instName(i)]; ok {
+			s.seq[i] = parse("sequence", v)
+		}
+	}
+	for k := range s.win {
+		get := func(f string) int64 {
+			if v, ok := w[f+strconv.Itoa(k)]; ok {
+				return parse("window field "+f+strconv.Itoa(k), v)
+			}
+			return 0
+		}
+		s.win[k] = bucket{i: get("i"), t: get("t"), f: get("f"), s: get("s")}
+	}
+	for _, z := range troubled {
+		m, _ := z.Member.(string)
+		i := parse("troubled instance", strings.TrimPrefix(m, "inst-"))
+		if i >= 0 && i < instances {
+			s.trouble[i] = int64(z.Score)
+		}
+	}
+	for i, l := range leases {
+		if i < maxLeases {
+			m, _ := l.Member.(string)
+			s.leases[i] = lease{id: parse("lease", strings.TrimPrefix(m, "L")), exp: int64(l.Score)}
+		}
+	}
+	return s, bad
+}
+
+// encode is the state hash's fields of s, as record.lua would write them.
+func encode(s state, inst int, now time.Time) []interface{} {
+	lfat := int64(0)
+	if s.lfat {
+		lfat = now.UnixMicro()
+	}
+	return []interface{}{"st", s.st, "gen", s.gen, "fl", s.fl, "probe_at", s.probeAt, "trips", s.trips,
+		"from", s.from, "why", s.why, "by", s.by, "at", s.at, "ok", s.ok, "ko", s.ko, "cf", s.cf,
+		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstale,
+		"pko", s.pko, "ren", now.UnixMilli(), "lfat", lfat, "q." + instName(inst), s.seq[inst]}
+}
+
+// run is one run of the workload.
+type run struct {
+	t       *testing.T
+	backend backend
+	targets []target
+	base    time.Time
+	leaseID atomic.Int64
+	calls   atomic.Int64
+
+	// serial sends the flushes meant to be sent twice at once one after
+	// the other: every operation then runs alone.
+	serial bool
+
+	mu      sync.Mutex
+	history []porcupine.Operation
+	failed  atomic.Bool
+}
+
+// call carries out in and records it in the history.
+func (r *run) call(ctx context.Context, client int, in *input) *output {
+	if r.failed.Load() {
+		return nil
+	}
+	r.calls.Add(1)
+	start := time.Since(r.base).Nanoseconds()
+	out, err := r.backend.do(ctx, in)
+	end := time.Since(r.base).Nanoseconds()
+	if err != nil {
+		if r.failed.CompareAndSwap(false, true) {
+			r.t.Errorf("%s of %s on %s: %v", in.kind, instName(in.inst), in.name, err)
+		}
+		return nil
+	}
+	r.mu.Lock()
+	r.history = append(r.history, porcupine.Operation{ClientId: client, Input: in, Call: start,
+		Output: out, Return: end})
+	r.mu.Unlock()
+	return out
+}
+
+// instance is one instance's view of the breakers.
+type instance struct {
+	id       int
+	rng      *rand.Rand
+	seen     []int64  // the highest generation seen, per breaker
+	seq      []int64  // the last flush sequence, per breaker
+	last     []*input // the last flush, per breaker (resent as a retry)
+	lease    []int64  // a probe lease held, per breaker
+	leaseGen []int64
+}
+
+// drive runs ops operations of instance id.
+func (r *run) drive(ctx context.Context, id, ops int, seed int64) {
+	n := len(r.targets)
+	in := &instance{id: id, rng: rand.New(rand.NewSource(seed)), seen: make([]int64, n),
+		seq: make([]int64, n), last: make([]*input, n), lease: make([]int64, n), leaseGen: make([]int64, n)}
+	for i := 0; i < ops && !r.failed.Load(); i++ {
+		r.op(ctx, in)
+	}
+}
+
+func (r *run) op(ctx context.Context, c *instance) {
+	rng := c.rng
+	b := rng.Intn(len(r.targets))
+	tg := r.targets[b]
+	known := c.seen[b]
+	if rng.Intn(100) == 0 {
+		known += 3 // an instance that knows a generation the store has not reached
+	}
+	in := &input{breaker: b, name: tg.name, inst: c.id, pol: tg.pol, known: known,
+		random: []float64{0.25, 0.5, 0.75}[rng.Intn(3)]}
+	see := func(out *output) {
+		if out != nil && out.gen > c.seen[b] {
+			c.seen[b] = out.gen
+		}
+	}
+	if c.lease[b] != 0 && rng.Intn(10) < 7 {
+		// report the probe, or give up its lease (it expires)
+		if rng.Intn(10) < 8 {
+			in.kind = opRecord
+			in.lease, in.gen = c.lease[b], c.leaseGen[b]
+			switch x := rng.Intn(20); {
+			case x < 13:
+				in.batch = batch{ok: 1, slow: int64(rng.Intn(4) / 3)}
+			case x < 18:
+				in.batch = batch{ko: 1, lead: 1, trail: 1}
+			}
+			c.seq[b]++
+			in.seq = c.seq[b]
+			c.last[b] = in
+			see(r.call(ctx, c.id, in))
+		}
+		c.lease[b] = 0
+		return
+	}
+	switch x := rng.Intn(100); {
+	case x < 30:
+		in.kind = opAcquire
+		in.lease = r.leaseID.Add(1)
+		out := r.call(ctx, c.id, in)
+		see(out)
+		if out != nil && out.verdict == "probe" {
+			c.lease[b], c.leaseGen[b] = in.lease, out.gen
+		}
+	case x < 62:
+		r.flush(ctx, c, b, in, false)
+	case x < 65:
+		r.flush(ctx, c, b, in, true)
+	case x < 71:
+		if prev := c.last[b]; prev != nil {
+			// a retry of the last flush: the same instance and sequence
+			see(r.call(ctx, c.id, prev))
+		}
+	case x < 72:
+		in.kind = opForce
+		switch y := rng.Intn(100); {
+		case y < 15:
+			in.cmd = "reset"
+		case y < 50:
+			in.cmd = "close"
+		case y < 80:
+			in.cmd, in.openFor = "open", int64(5+rng.Intn(20))
+		case y < 90:
+			in.cmd = "open"
+		default:
+			in.cmd = "disable"
+		}
+		see(r.call(ctx, c.id, in))
+	case x < 88:
+		in.kind = opRead
+		see(r.call(ctx, c.id, in))
+	default:
+		in.kind = opReadFull
+		see(r.call(ctx, c.id, in))
+	}
+}
+
+// flush records a batch of outcomes; twice sends it twice at once, as an
+// instance whose first try timed out in flight and retried would.
+func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bool) {
+	rng := c.rng
+	in.kind = opRecord
+	// The downstream goes through phases of 250 operations (of all
+	// instances): healthy, failing, slow.
+	fail, slow := 20, 10
+	switch r.calls.Load() / 250 % 3 {
+	case 1:
+		fail, slow = 70, 10
+	case 2:
+		fail, slow = 10, 95
+	}
+	var bt breaker.Batch
+	for i, n := 0, rng.Intn(7); i < n; i++ { // 0 outcomes: a request to catch up
+		o := breaker.Success
+		if rng.Intn(100) < fail {
+			o = breaker.Failure
+		}
+		bt.Add(o, rng.Intn(100) < slow)
+	}
+	in.batch = batch{ok: int64(bt.Successes), ko: int64(bt.Failures), slow: int64(bt.Slow),
+		lead: int64(bt.Lead), trail: int64(bt.Trail), run: int64(bt.Run), old: bt.Successes > 0 && rng.Intn(5) == 0}
+	switch x := rng.Intn(20); {
+	case x < 15:
+		in.gen = c.seen[b]
+	case x < 17:
+		in.gen = 0 // admitted while the instance knew no generation
+	default:
+		in.gen = max(0, c.seen[b]-int64(1+rng.Intn(3))) // admitted under an older one
+	}
+	c.seq[b]++
+	in.seq = c.seq[b]
+	c.last[b] = in
+	if r.serial && twice {
+		r.call(ctx, c.id, in)
+		twice = false
+	}
+	if !twice {
+		if out := r.call(ctx, c.id, in); out != nil && out.gen > c.seen[b] {
+			c.seen[b] = out.gen
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.call(ctx, instances+c.id, in)
+	}()
+	r.call(ctx, c.id, in)
+	wg.Wait()
+}
+
+// workload runs opsPer operations on each of the instances against the
+// targets and returns the history.
+// With one instance, every operation runs alone.
+func workload(t *testing.T, be backend, targets []target, nInstances, opsPer int, seed int64) []porcupine.Operation {
+	t.Helper()
+	r := &run{t: t, backend: be, targets: targets, base: time.Now(), serial: nInstances == 1}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < nInstances; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r.drive(ctx, i, opsPer, seed+int64(i))
+		}(i)
+	}
+	wg.Wait()
+	if r.failed.Load() {
+		t.FailNow()
+	}
+	return r.history
+}
