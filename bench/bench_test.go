@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"testing"
 )
 
@@ -19,19 +20,27 @@ const warmup = 20
 // share of the one thread of Redis that a call takes, whoever sent it.
 func BenchmarkBreakers(b *testing.B) {
 	srv := startRedis(b)
-	for _, mode := range []string{"serial", "parallel"} {
+	modes := []struct {
+		name    string
+		callers int // 0: serial; -1: GOMAXPROCS; else that many goroutines
+	}{{"serial", 0}, {"parallel", -1}, {"callers-8", 8}, {"callers-64", 64}}
+	for _, mode := range modes {
 		mode := mode
-		b.Run(mode, func(b *testing.B) {
+		b.Run(mode.name, func(b *testing.B) {
 			for _, c := range cases {
 				c := c
-				b.Run(c.name, func(b *testing.B) { measure(b, srv, c, mode == "parallel") })
+				if mode.callers > 0 && !c.callers {
+					continue
+				}
+				b.Run(c.name, func(b *testing.B) { measure(b, srv, c, mode.callers) })
 			}
 		})
 	}
 }
 
-// measure sets c up afresh, warms it up and times b.N calls.
-func measure(b *testing.B, srv *server, c benchCase, parallel bool) {
+// measure sets c up afresh, warms it up and times b.N calls from callers
+// goroutines (0: one, serially; -1: GOMAXPROCS).
+func measure(b *testing.B, srv *server, c benchCase, callers int) {
 	e := newEnv(b, srv)
 	do := c.setup(e)
 	ctx := context.Background()
@@ -43,8 +52,13 @@ func measure(b *testing.B, srv *server, c benchCase, parallel bool) {
 	b.ReportAllocs()
 	e.cmds.n.Store(0)
 	busy := srv.busy(b)
+	scriptCalls, scriptUsec := srv.scripts(b)
 	b.ResetTimer()
-	if parallel {
+	if callers != 0 {
+		if callers > 0 {
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+		}
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if err := do(ctx); err != nil {
@@ -61,6 +75,14 @@ func measure(b *testing.B, srv *server, c benchCase, parallel bool) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(e.cmds.n.Load())/float64(b.N), "cmds/op")
-	b.ReportMetric(float64(srv.busy(b)-busy)/float64(b.N), "redis-us/op")
+	cmds := e.cmds.n.Load()
+	used := srv.busy(b) - busy
+	b.ReportMetric(float64(cmds)/float64(b.N), "cmds/op")
+	b.ReportMetric(float64(used)/float64(b.N), "redis-us/op")
+	if calls, usec := srv.scripts(b); calls > scriptCalls {
+		// Redis's time per script call (EVALSHA's own usec, which holds
+		// the commands the script called): what one script call costs the
+		// fleet's one Redis thread.
+		b.ReportMetric(float64(usec-scriptUsec)/float64(calls-scriptCalls), "redis-us/script")
+	}
 }

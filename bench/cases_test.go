@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/breakwater-go/breakwater/breaker"
@@ -24,18 +25,22 @@ type benchCase struct {
 	cmds float64
 	// setup builds the breaker in its state and returns the call to measure.
 	setup func(e *env) call
+	// callers: measured with 8 and 64 concurrent callers too (the cases
+	// that reach Redis on every call, and the closed breakwater).
+	callers bool
 }
 
 // cases are the breakers measured side by side: a bare Redis round trip,
 // the floor of any call that asks Redis, then the anchors, then breakwater.
 var cases = []benchCase{
 	{name: "redis-ping", cmds: 1, setup: redisPing},
+	{name: "tiny-script", cmds: 1, setup: tinyScript, callers: true},
 	{name: "gobreaker-local/closed", cmds: 0, setup: gobreakerLocalClosed},
 	{name: "gobreaker-local/open", cmds: 0, setup: gobreakerLocalOpen},
-	{name: "gobreaker-redis/closed", cmds: 4, setup: gobreakerRedisClosed},
+	{name: "gobreaker-redis/closed", cmds: 4, setup: gobreakerRedisClosed, callers: true},
 	{name: "gobreaker-redis/open", cmds: 4, setup: gobreakerRedisOpen},
-	{name: "breakwater/closed", cmds: 0, setup: breakwaterClosed},
-	{name: "breakwater/closed-sync", cmds: 2, setup: breakwaterClosedSync},
+	{name: "breakwater/closed", cmds: 0, setup: breakwaterClosed, callers: true},
+	{name: "breakwater/closed-sync", cmds: 1, setup: breakwaterClosedSync, callers: true},
 	{name: "breakwater/open", cmds: 0, setup: breakwaterOpen},
 	{name: "breakwater/half-open-reject", cmds: 0, setup: breakwaterHalfOpenReject},
 	{name: "breakwater/half-open-reject-ask", cmds: 1, setup: breakwaterHalfOpenRejectAsk},
@@ -71,6 +76,20 @@ func gobreakerTripsAtOnce(name string) gobreaker.Settings {
 		Timeout:     time.Hour,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
 	}
+}
+
+// tinySource is the smallest script that does what a breaker's script must:
+// read Redis's clock and change a counter. It is the floor of any call that
+// runs a script.
+const tinySource = `redis.call('HINCRBY', KEYS[1], 'n', 1)
+return redis.call('TIME')`
+
+var tiny = redis.NewScript(tinySource)
+
+func tinyScript(e *env) call {
+	c := e.client(true)
+	key := "{" + e.prefix + "}:tiny"
+	return func(ctx context.Context) error { return tiny.Run(ctx, c, []string{key}).Err() }
 }
 
 func redisPing(e *env) call {

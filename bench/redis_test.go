@@ -61,6 +61,34 @@ func (s *server) busy(tb testing.TB) int64 {
 	return total
 }
 
+// scripts returns how many script calls (EVALSHA and EVAL) redis-server has
+// run since it started and the time they took, in microseconds, the
+// commands they called included (INFO commandstats).
+func (s *server) scripts(tb testing.TB) (calls, usec int64) {
+	tb.Helper()
+	info, err := s.admin.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatalf("bench: INFO commandstats: %v", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if name != "cmdstat_evalsha" && name != "cmdstat_eval" || !ok {
+			continue
+		}
+		for _, field := range strings.Split(stats, ",") {
+			k, v, _ := strings.Cut(field, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				calls += n
+			case "usec":
+				usec += n
+			}
+		}
+	}
+	return calls, usec
+}
+
 // startRedis starts redis-server on a free port of 127.0.0.1, without
 // persistence, and returns once it answers. It skips tb when redis-server
 // is not on PATH, or fails it when BREAKWATER_REQUIRE_REDIS is "1".

@@ -53,6 +53,7 @@ type Breaker struct {
 	lastAnswer   time.Time
 	distrust     bool      // an announcement was not confirmed: ignore them for an interval
 	lastRead     time.Time // when a read for an announcement was answered
+	lastNext     time.Time // when a distrusted announcement of the next generation was read
 	inflight     *flush
 	probes       []*flush
 	old          []pendingGen

@@ -202,7 +202,11 @@ type Reply struct {
 	InState time.Duration // time since the last transition
 	Lease   string        // the lease granted (VerdictProbe)
 	Changed bool          // this request made a transition
-	Counts  Counts
+	// Short is set on a store's short answer to a Record: the breaker is
+	// closed at the generation the request knew, and From, Reason, By,
+	// InState and Counts are not given (the asking instance knows them).
+	Short  bool
+	Counts Counts
 	// ServerTime is the store's clock when it answered (Redis's, to the
 	// millisecond); zero when the store does not tell.
 	ServerTime time.Time

@@ -118,8 +118,10 @@ func (b *Breaker) storeAnswered() {
 // missed (0). It asks the hub to read the state, never trusting the
 // announcement itself. An announcement of a generation the view has
 // already seen costs nothing; one that a read did not confirm (forged, or
-// repeated from an old store) makes the breaker ignore announcements until
-// its next periodic read, so that a flood costs one read per interval.
+// repeated from an old store) makes the breaker distrust announcements for
+// a RefreshInterval: then only one of the next generation is read, once per
+// interval, so that a flood costs one read per interval and a real
+// transition is still heard at once.
 func (b *Breaker) notified(gen int64) {
 	if b.closed.Load() {
 		return
@@ -128,11 +130,20 @@ func (b *Breaker) notified(gen int64) {
 	if gen > 0 && v.known && gen <= v.gen {
 		return
 	}
-	b.mu.Lock()
-	distrust := b.distrust
-	b.mu.Unlock()
-	if gen > 0 && distrust {
-		return
+	if gen > 0 {
+		b.mu.Lock()
+		if b.distrust {
+			// Distrusted: only the next generation is worth a read, at
+			// most once per interval, so that a real transition after a
+			// forged announcement is still heard at once.
+			now := time.Now()
+			if gen != v.gen+1 || now.Sub(b.lastNext) < b.s.RefreshInterval {
+				b.mu.Unlock()
+				return
+			}
+			b.lastNext = now
+		}
+		b.mu.Unlock()
 	}
 	b.hub.read(b, gen)
 }

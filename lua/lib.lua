@@ -351,7 +351,7 @@ end
 -- most once per eighth of it (and when a key is created).
 local function save()
   local ttl = P.ttl
-  local renew = ttl > 0 and (CREATED or NOW - ST.ren >= ttl / 8)
+  local renew = ttl > 0 and (CREATED or NOW - ST.ren >= ttl / 8 or ARGV[33] == '1')
   if renew then set('ren', NOW) end
   if NCH > 0 then
     local args = {}

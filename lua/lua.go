@@ -11,6 +11,9 @@ var acquire string
 //go:embed record.lua
 var record string
 
+//go:embed fast.lua
+var fast string
+
 //go:embed force.lua
 var force string
 
@@ -26,7 +29,7 @@ func Acquire() string { return lib + "\n" + acquire }
 
 // Record returns the source of the script that counts a batch of outcomes
 // exactly once and trips the breaker.
-func Record() string { return lib + "\n" + record }
+func Record() string { return fast + "\n" + lib + "\n" + record }
 
 // Force returns the source of the script that forces a breaker open, closed,
 // disabled, or resets it.

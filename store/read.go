@@ -68,7 +68,13 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 	// The pipeline is built here; only its Exec runs on the bounded call,
 	// which may be abandoned when Redis hangs (then nothing of it is read).
 	pipe := s.client.Pipeline()
-	clock := pipe.Time(ctx)
+	var clock *redis.TimeCmd // reads need Redis's clock; reports bring their own
+	for i := range ops {
+		if ops[i].Err == nil && ops[i].Kind == breaker.OpRead {
+			clock = pipe.Time(ctx)
+			break
+		}
+	}
 	for i := range ops {
 		op := &ops[i]
 		if op.Err != nil {
@@ -78,7 +84,7 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 		if op.Kind == breaker.OpRead {
 			cmds[i] = pipe.HMGet(ctx, keys[0], stateFields...)
 		} else {
-			cmds[i] = s.record.EvalSha(ctx, pipe, keys, s.args(op.Request, recordArgs(op.Request)...)...)
+			cmds[i] = s.record.EvalSha(ctx, pipe, keys, s.args(op.Request, s.recordArgs(op.Request)...)...)
 		}
 	}
 	var firstKeys []string
@@ -94,8 +100,8 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			if execErr != nil && execErr != redis.Nil && !perOp(execErr) {
 				return execErr // the connection's or the login's: every op's
 			}
-			if err := clock.Err(); err != nil {
-				return err // TIME failed: so did the connection (or the login)
+			if clock != nil && clock.Err() != nil {
+				return clock.Err() // TIME failed: so did the connection (or the login)
 			}
 			for _, c := range cmds {
 				if c != nil && c.Err() != nil && c.Err() != redis.Nil && !perOp(c.Err()) {
@@ -113,7 +119,10 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 		}
 		return
 	}
-	now, _ := clock.Result()
+	var now time.Time
+	if clock != nil {
+		now, _ = clock.Result()
+	}
 	for i := range ops {
 		op := &ops[i]
 		if op.Err != nil {
@@ -133,7 +142,7 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			res, err := c.Result()
 			if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 				// The script cache was flushed: Run loads it again.
-				res, err = s.runner.run(ctx, s.record, s.Keys(op.Request.Name), s.args(op.Request, recordArgs(op.Request)...))
+				res, err = s.runner.run(ctx, s.record, s.Keys(op.Request.Name), s.args(op.Request, s.recordArgs(op.Request)...))
 			} else if err != nil && isCorrupt(err) {
 				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 			}

@@ -77,6 +77,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	watchers map[string]map[int]func(int64)
+	renewed  sync.Map // breaker name -> when a report last asked to renew its keys' expiry
 	nextID   int
 	subStop  context.CancelFunc
 	subDone  chan struct{}
@@ -144,10 +145,21 @@ func (s *Store) Acquire(ctx context.Context, req breaker.Request) (breaker.Reply
 
 // Record implements breaker.Store.
 func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
-	return s.run(ctx, "record", s.record, req, recordArgs(req)...)
+	return s.run(ctx, "record", s.record, req, s.recordArgs(req)...)
 }
 
-func recordArgs(req breaker.Request) []interface{} {
+// renewDue reports whether the keys of the named breaker should have their
+// idle expiry renewed by this report: once per eighth of it per process.
+func (s *Store) renewDue(name string) bool {
+	now := time.Now()
+	if last, ok := s.renewed.Load(name); ok && now.Sub(last.(time.Time)) < s.opts.IdleExpiry/8 {
+		return false
+	}
+	s.renewed.Store(name, now)
+	return true
+}
+
+func (s *Store) recordArgs(req breaker.Request) []interface{} {
 	b := req.Batch
 	gen := req.Generation
 	if gen < 0 {
@@ -158,8 +170,12 @@ func recordArgs(req breaker.Request) []interface{} {
 		seq = 0
 	}
 	us := func(d time.Duration) int64 { return int64(max(0, d) / time.Microsecond) }
+	renew := 0
+	if s.renewDue(req.Name) {
+		renew = 1
+	}
 	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
-		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro())}
+		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), renew}
 }
 
 var commands = map[breaker.Command]string{
@@ -254,12 +270,29 @@ func init() {
 	}
 }
 
-// replyLen is the number of fields of a script reply (lib.lua).
-const replyLen = 25
+// replyLen is the number of fields of a script reply (lib.lua), and
+// shortReplyLen that of the record script's short one (fast.lua).
+const (
+	replyLen      = 25
+	shortReplyLen = 3
+)
 
 // parseReply checks every field of a script's reply.
 func parseReply(res interface{}) (breaker.Reply, error) {
 	a, ok := res.([]interface{})
+	if ok && len(a) == shortReplyLen {
+		// The record script's short answer (lua/fast.lua): a closed
+		// breaker whose generation the asking instance already knows.
+		p := parser{a: a}
+		r := breaker.Reply{Verdict: p.verdict(0), State: p.state(1), Generation: p.int(2), Short: true}
+		if p.err == nil && (r.Verdict != breaker.VerdictCounted || r.State != breaker.Closed || r.Generation <= 0) {
+			p.fail(0, "a short reply of a counted batch of a closed breaker")
+		}
+		if p.err != nil {
+			return breaker.Reply{}, p.err
+		}
+		return r, nil
+	}
 	if !ok || len(a) < replyLen {
 		return breaker.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
 	}

@@ -36,7 +36,7 @@ func TestParseReply(t *testing.T) {
 		want   string
 	}{
 		{"not an array", func([]interface{}) interface{} { return "OK" }, "want an array"},
-		{"too short", func(a []interface{}) interface{} { return a[:5] }, "want an array"},
+		{"too short", func(a []interface{}) interface{} { return a[:7] }, "want an array"},
 		{"unknown verdict", func(a []interface{}) interface{} { a[0] = "maybe"; return a }, "field 1"},
 		{"unknown state", func(a []interface{}) interface{} { a[1] = "ajar"; return a }, "field 2"},
 		{"generation not a number", func(a []interface{}) interface{} { a[2] = "x"; return a }, "field 3"},
