@@ -105,8 +105,10 @@ local function corrupt(f, why)
   return 'BWCORRUPT state hash ' .. K_STATE .. ' field ' .. f .. ' ' .. why
 end
 
--- count validates a non-negative integer below 2^53.
+-- count validates a non-negative integer below 2^53, written in decimal
+-- digits only (tonumber also reads "1e3", "0x10" and " 7", which Go does not).
 local function count(x)
+  if type(x) == 'string' and not string.find(x, '^%d+$') then return nil end
   local n = tonumber(x)
   if n == nil or n ~= n or n < 0 or n >= MAXINT or n ~= math.floor(n) then
     return nil
@@ -159,6 +161,16 @@ local function load_state(with_seq)
   end
   if ST.gen < 1 then return corrupt('gen', 'is not positive') end
   if ST.fl == 0 or ST.fl > ST.gen then ST.fl = ST.gen end
+  -- rl, the current run of failures (record.lua): "time:count" entries
+  -- separated by spaces, each number an integer in [0, 2^53).
+  if ST.rl ~= '' then
+    for e in string.gmatch(ST.rl, '%S+') do
+      local tm, c = string.match(e, '^(%d+):(%d+)$')
+      if not (tm and count(tm) and count(c)) then
+        return corrupt('rl', 'is not a list of time:count entries')
+      end
+    end
+  end
   if with_seq and v[NF + 1] then
     local n = count(v[NF + 1])
     if n == nil then return corrupt(SEQ_FIELD, 'is not an integer in [0, 2^53)') end
@@ -232,8 +244,9 @@ end
 
 -- load reads what the script needs before anything is written, so that
 -- foreign data stops a script before it changes a thing. The window is read
--- only when a rate policy is on, or when full (force); the other keys'
--- types are checked by the commands that use them (WRONGTYPE).
+-- only when a rate policy is on, the troubled instances only under a quorum,
+-- all keys when full (force, read); the leases' types are otherwise checked
+-- by the commands that use them (WRONGTYPE).
 local WINDOW_ON = false
 local I_DIRTY, L_DIRTY = false, false
 local function load(full, with_seq)
@@ -247,10 +260,23 @@ local function load(full, with_seq)
     err = load_window()
     if err then return err end
   end
+  -- A troubled instance's time, or a lease's expiry, far beyond now (+inf,
+  -- say) would count an instance as troubled, or hold a probe's place, for
+  -- ever. Each check reads the highest score (O(log n)) and fails with
+  -- WRONGTYPE on foreign data.
+  if full or P.quorum > 1 then
+    local z = redis.call('ZRANGE', K_INST, -1, -1, 'WITHSCORES')
+    if #z > 0 and not ((tonumber(z[2]) or math.huge) <= NOW + P.window) then
+      return 'BWCORRUPT troubled zset ' .. K_INST .. ' member ' .. z[1] .. ' has time ' .. z[2] ..
+        ', beyond now and the window'
+    end
+  end
   if full then
-    -- These fail with WRONGTYPE on foreign data, at O(1) cost.
-    redis.call('ZCARD', K_INST)
-    redis.call('ZCARD', K_LEASE)
+    local z = redis.call('ZRANGE', K_LEASE, -1, -1, 'WITHSCORES')
+    if #z > 0 and not ((tonumber(z[2]) or math.huge) <= NOW + P.lease) then
+      return 'BWCORRUPT lease zset ' .. K_LEASE .. ' member ' .. z[1] .. ' expires at ' .. z[2] ..
+        ', beyond the probe lease'
+    end
   end
   return nil
 end

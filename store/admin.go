@@ -333,8 +333,9 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 			return 0
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			st.Err = errors.Join(st.Err, corrupt(keys[0], "field %s is %q, want an integer", f, v))
+		if err != nil || n < 0 || n >= maxGeneration {
+			st.Err = errors.Join(st.Err, corrupt(keys[0], "field %s is %q, want an integer in [0, 2^53)", f, v))
+			return 0
 		}
 		return n
 	}
@@ -347,9 +348,10 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 		return uint64(n)
 	}
 	state := func(f string) breaker.State {
+		_, present := h[f]
 		v := text(f)
 		b, ok := states[v]
-		if !ok && v != "" {
+		if !ok && present {
 			st.Err = errors.Join(st.Err, corrupt(keys[0], "field %s is %q, want a state", f, v))
 		}
 		return b
@@ -357,6 +359,9 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 
 	st.State = state("st")
 	st.Generation = num("gen", false)
+	if _, present := h["gen"]; present && st.Generation == 0 && st.Err == nil {
+		st.Err = corrupt(keys[0], "field gen is %q, want a positive integer", h["gen"])
+	}
 	st.From = state("from")
 	st.Reason = text("why")
 	st.ChangedBy = text("by")
@@ -378,6 +383,7 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 	c.TotalSlowCalls = count("tslow")
 	c.TotalStale = count("tstale")
 	c.PreviousFailures = count("pko")
+	_ = num("cfat", true) // read, not shown: checked alike
 	if st.Err != nil {
 		return st, st.Err
 	}
@@ -396,8 +402,8 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 				continue
 			}
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 && f != "i" {
-				return st, corrupt(keys[1], "field %s%d is %q, want a count", f, k, v)
+			if err != nil || n < 0 || n >= maxGeneration {
+				return st, corrupt(keys[1], "field %s%d is %q, want an integer in [0, 2^53)", f, k, v)
 			}
 			b[j] = n
 		}
@@ -414,6 +420,11 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 	}
 	for _, z := range raw.inst.Val() {
 		id, _ := z.Member.(string)
+		// A time beyond now and the window would count the instance as
+		// troubled for ever; the scripts refuse it alike (lua/lib.lua).
+		if !(z.Score <= float64(nowMS+opts.Window.Milliseconds())) { // also NaN
+			return st, corrupt(keys[2], "member %s has time %v, beyond now and the window", id, z.Score)
+		}
 		seen[id] = true
 		if int64(z.Score) >= nowMS-opts.Window.Milliseconds() {
 			c.TroubledInstances++
@@ -421,6 +432,11 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 	}
 	for _, z := range raw.lease.Val() {
 		id, _ := z.Member.(string)
+		// The lease time is not known here: only an expiry that is no time
+		// at all is told (the scripts also refuse one beyond the lease).
+		if !(z.Score < maxGeneration) { // also NaN
+			return st, corrupt(keys[3], "member %s expires at %v, want a time in ms", id, z.Score)
+		}
 		if int64(z.Score) <= nowMS {
 			continue // expired: the next script drops it
 		}

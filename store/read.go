@@ -152,7 +152,7 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			op.Err = err
 		}
 		if op.Err != nil {
-			op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], op.Err)
+			op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], s.nameWrongType(op.Request.Name, op.Err))
 		}
 	}
 }
@@ -213,7 +213,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 	r.From = state(3)
 	r.Reason = str(4)
 	r.By = str(5)
-	r.InState = time.Duration(nowMS-num(6)) * time.Millisecond
+	r.InState = msDuration(nowMS - num(6))
 	c := &r.Counts
 	c.Successes = uint64(num(7))
 	c.Failures = uint64(num(8))
@@ -233,7 +233,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 	}
 	switch r.State {
 	case breaker.Open:
-		r.Wait = time.Duration(max(0, probeAt-nowMS)) * time.Millisecond
+		r.Wait = msDuration(max(0, probeAt-nowMS))
 	case breaker.ForcedOpen:
 		r.Wait = -1
 	}

@@ -22,11 +22,12 @@ import (
 )
 
 // aclCommands are the commands Breakwater sends (the scripts, with EVAL
-// when Redis lost them; SUBSCRIBE and PING for the announcements) and the
-// ones its scripts call (Redis checks those against the user's ACL too).
-// README's "Security: TLS and ACL" gives the same rule.
+// when Redis lost them; SUBSCRIBE and PING for the announcements; TYPE to
+// name a key of the wrong type in an error) and the ones its scripts call
+// (Redis checks those against the user's ACL too). README's "Security: TLS
+// and ACL" gives the same rule.
 var aclCommands = []string{
-	"evalsha", "eval", "subscribe", "ping",
+	"evalsha", "eval", "subscribe", "ping", "type",
 	"time", "publish", "del", "pexpire", "hget", "hmget", "hset", "hlen",
 	"zadd", "zcard", "zcount", "zrange", "zrem", "zremrangebyscore",
 }

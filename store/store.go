@@ -242,7 +242,7 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req br
 			return rep, nil
 		}
 	}
-	return breaker.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, err)
+	return breaker.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, s.nameWrongType(req.Name, err))
 }
 
 // usable checks that the store is open and the request names a breaker.
@@ -301,11 +301,11 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 	r.Verdict = p.verdict(0)
 	r.State = p.state(1)
 	r.Generation = p.int(2)
-	r.Wait = time.Duration(p.int(3)) * time.Millisecond
+	r.Wait = msDuration(p.int(3))
 	r.From = p.state(4)
 	r.Reason = p.str(5)
 	r.By = p.str(6)
-	r.InState = time.Duration(p.int(7)) * time.Millisecond
+	r.InState = msDuration(p.int(7))
 	c := &r.Counts
 	c.Successes = p.uint(8)
 	c.Failures = p.uint(9)

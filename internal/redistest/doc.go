@@ -12,7 +12,10 @@
 //
 // The returned servers can be stopped, restarted on the same port with empty
 // data, frozen (SIGSTOP) so that every call times out, and paused with CLIENT
-// PAUSE: the outages a shared breaker must survive.
+// PAUSE: the outages a shared breaker must survive. They can also go back in
+// time: Save snapshots a server's data and RestartFrom restarts it from an
+// older snapshot; StartReplica starts a replica whose link to its master
+// Hold holds back, so that Promote makes a lagging replica the master.
 //
 // When redis-server is not on PATH, Start and StartCluster skip the test with
 // a message saying how to install it. When the environment variable
