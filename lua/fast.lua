@@ -16,7 +16,10 @@ do
   if A[6] == '0' and A[7] == '0' and A[11] == '1' and A[21] == '' and A[24] == '0'
       and A[25] == '0' and A[33] == '0' and ok and ok > 0 and ok < 1e15 then
     local f = redis.call('HMGET', KEYS[1], 'st', 'gen', 'fl', 'rl', 'cf', 'q.' .. A[3], 'ok', 'tok')
-    if f[1] == 'closed' and f[2] == A[19] and f[5] == '0' and (f[4] == false or f[4] == '') then
+    -- the values it uses as numbers: decimal digits only, as lib.lua's count()
+    local digits = f[2] and f[3] and f[7] and f[8] and (f[6] == false or not string.find(f[6], '%D'))
+      and not string.find(f[2] .. f[3] .. f[7] .. f[8], '%D')
+    if digits and f[1] == 'closed' and f[2] == A[19] and f[5] == '0' and (f[4] == false or f[4] == '') then
       local gen, fl, last = tonumber(f[2]), tonumber(f[3]), tonumber(f[6] or '0')
       local okc, tokc = tonumber(f[7]), tonumber(f[8])
       local rgen, seq = tonumber(A[20]), tonumber(A[22])
