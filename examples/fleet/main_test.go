@@ -50,7 +50,7 @@ func TestSharedBreakerSavesTheDownstream(t *testing.T) {
 				Threshold: tt.threshold,
 				Healthy:   200 * time.Millisecond,
 				Outage:    2500 * time.Millisecond,
-				Duration:  3300 * time.Millisecond,
+				Duration:  4500 * time.Millisecond, // time after the outage for every breaker to probe and close, on a loaded machine
 				Open:      200 * time.Millisecond,
 				Interval:  tt.interval,
 				Attempts:  5,
