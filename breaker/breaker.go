@@ -35,8 +35,8 @@ type Breaker struct {
 	v        atomic.Pointer[view] // the view of the shared state; never nil
 	cell     atomic.Pointer[cell] // outcomes of the view's generation
 	degraded atomic.Bool          // the store is unreachable: decide locally
-	fed      atomic.Int64         // outcomes given to the fallback one by one since the last drain
 	closed   atomic.Bool
+	events   eventQueue // events on their way to the listeners; the local breaker's state
 
 	// hub state, guarded by the hub's mutex
 	queued   bool      // in the hub's flush queue
@@ -95,11 +95,11 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 		store:     st,
 		s:         s,
 		clock:     s.Clock,
-		fallback:  newFallback(s),
 		listeners: map[int]func(Event){},
 		heapIdx:   -1,
 		refIdx:    -1,
 	}
+	b.fallback = newFallback(s, b.localChanged)
 	b.v.Store(&view{})
 	b.cell.Store(&cell{})
 	b.attach()
@@ -108,7 +108,7 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	return b, nil
 }
 
-func newFallback(s Settings) *circuitbreaker.CircuitBreaker {
+func newFallback(s Settings, hook circuitbreaker.StateChangeHook) *circuitbreaker.CircuitBreaker {
 	trip := circuitbreaker.NewTripFuncConsecutiveFailures(int64(s.ConsecutiveFailures))
 	if s.ConsecutiveFailures == Off {
 		rate := s.FailureRate
@@ -122,6 +122,7 @@ func newFallback(s Settings) *circuitbreaker.CircuitBreaker {
 		circuitbreaker.WithOpenTimeout(s.OpenDuration),
 		circuitbreaker.WithHalfOpenMaxSuccesses(int64(s.ProbeSuccesses)),
 		circuitbreaker.WithCounterResetInterval(-1),
+		circuitbreaker.WithOnStateChangeHookFn(hook),
 	)
 }
 
@@ -130,10 +131,6 @@ func (b *Breaker) Name() string { return b.name }
 
 // Instance returns the id this instance uses in the shared state.
 func (b *Breaker) Instance() string { return b.s.Instance }
-
-// State returns this instance's view of the shared state, without I/O.
-// Snapshot asks the store.
-func (b *Breaker) State() State { return b.v.Load().state }
 
 // Permit is the admission of one call, from Allow. Report the call's end
 // with Done exactly once. A Permit is a small value: passing it around
@@ -235,7 +232,7 @@ func (b *Breaker) allowLocally(v view, now time.Time) (Permit, error) {
 		b.s.Fallback == FallbackLocal && b.fallback.Ready():
 		return Permit{b: b, gen: v.gen, start: now}, nil
 	}
-	return Permit{}, &OpenError{Name: b.name, State: v.state, Generation: v.gen, Local: true}
+	return Permit{}, &OpenError{Name: b.name, State: Open, Generation: v.gen, Local: true}
 }
 
 // Check reports whether a call would be rejected now, from this instance's
@@ -262,7 +259,7 @@ func (b *Breaker) check(ctx context.Context) error {
 	switch {
 	case b.degraded.Load():
 		if b.s.Fallback == FallbackClosed || b.s.Fallback == FallbackLocal && !b.fallback.Ready() {
-			return &OpenError{Name: b.name, State: v.state, Generation: v.gen, Local: true}
+			return &OpenError{Name: b.name, State: Open, Generation: v.gen, Local: true}
 		}
 	case v.state == ForcedOpen:
 		return b.openError(v, now)
@@ -299,9 +296,10 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	if b.s.Observer != nil {
 		b.ended(p, o, slow, b.clock.Now())
 	}
+	fed := false // given to the fallback one by one, not to be given again with its batch
 	if b.degraded.Load() {
 		b.feedOne(o, slow)
-		b.fed.Add(1)
+		fed = true
 	}
 	if p.lease != "" {
 		b.probeDone(ctx, p, o, slow)
@@ -310,7 +308,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	if o == Ignored {
 		return
 	}
-	urgent := b.record(p.gen, o, slow)
+	urgent := b.record(p.gen, o, slow, fed)
 	if b.s.Reporting == ReportSync || o == Failure && urgent {
 		b.flushAndWait(ctx)
 		return
@@ -318,14 +316,18 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	b.hub.schedule(b, urgent)
 }
 
-// feedOne gives one outcome to the fallback breaker.
+// feedOne gives one outcome to the fallback breaker, and hands the
+// transition it made, if any, to the listeners.
 func (b *Breaker) feedOne(o Outcome, slow bool) {
+	b.events.feeding.Add(1)
 	switch {
 	case o == Failure, o == Success && slow && b.s.SlowCallRate > 0:
 		b.fallback.Fail()
 	case o == Success:
 		b.fallback.Success()
 	}
+	b.events.feeding.Add(-1)
+	b.drain()
 }
 
 // probeDone reports a probe's result (or releases its lease) and waits for
@@ -565,8 +567,10 @@ var commandNames = map[Command]string{CommandOpen: "force open", CommandClose: "
 	CommandDisable: "disable", CommandReset: "reset"}
 
 // Listen calls fn with every event of b until the returned function is
-// called. fn runs outside b's locks, possibly on several goroutines at once;
-// it should be quick.
+// called. b's listeners hear its events one at a time, in order, outside
+// b's locks, on the goroutine that caused the event or on another; each
+// event goes to the listeners in the order they were registered. fn
+// should be quick.
 func (b *Breaker) Listen(fn func(Event)) (stop func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -577,18 +581,6 @@ func (b *Breaker) Listen(fn func(Event)) (stop func()) {
 		b.mu.Lock()
 		delete(b.listeners, id)
 		b.mu.Unlock()
-	}
-}
-
-func (b *Breaker) emit(e Event) {
-	b.mu.Lock()
-	fns := make([]func(Event), 0, len(b.listeners))
-	for _, fn := range b.listeners {
-		fns = append(fns, fn)
-	}
-	b.mu.Unlock()
-	for _, fn := range fns {
-		fn(e)
 	}
 }
 

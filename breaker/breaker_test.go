@@ -351,6 +351,12 @@ func TestFallbackWhileRedisIsDown(t *testing.T) {
 			if !errors.Is(ev.Err, store.ErrUnavailable) || ev.Fallback != tt.fallback {
 				t.Fatalf("event: got %+v, want ErrUnavailable and fallback %v", ev, tt.fallback)
 			}
+			if tt.fallback == breaker.FallbackLocal {
+				// The local breaker's trip, marked as its own.
+				if ev := next(t, evs, breaker.StateChanged); ev.Decider != breaker.DecideLocal || ev.To != breaker.Open {
+					t.Fatalf("event: got %+v, want the local breaker's trip", ev)
+				}
+			}
 			none(t, evs) // once, not once per call
 		})
 	}

@@ -20,7 +20,8 @@
 // deadline, and only a half-open breaker asks the store on every call. The
 // view is refreshed by every store reply and by the transitions the store
 // announces. While the store is unreachable, the breaker decides locally as
-// Settings.Fallback says, and tells its listeners.
+// Settings.Fallback says, and tells its listeners; Decider says what decides
+// calls now and State reports its state, the local breaker's included.
 //
 // Execute runs a function under the breaker; Allow and Permit.Done are the
 // two-step form for code that cannot be wrapped; ExecuteWithFallback runs a

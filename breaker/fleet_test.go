@@ -842,13 +842,31 @@ func TestFleetRedisOutage(t *testing.T) {
 			t.Errorf("%v: %d Redis attempts in %v for %d calls, want at most %d (one per cooldown of %v)",
 				tc.fallback, attempts, elapsed, rounds, bound, cooldown)
 		}
+		// The local breaker's trip is an event too, marked as the local
+		// breaker's.
+		want := 1
+		if tc.fallback == breaker.FallbackLocal {
+			want = 2
+		}
 		evs := fleetDrain(in)
-		if len(evs) != 1 || evs[0].Kind != breaker.StoreUnavailable {
-			t.Fatalf("%v: events while Redis is down: got %+v, want one store-unavailable", tc.fallback, evs)
+		for deadline := time.Now().Add(fleetWait); len(evs) < want && time.Now().Before(deadline); {
+			select {
+			case e := <-in.events:
+				evs = append(evs, e)
+			case <-time.After(time.Until(deadline)):
+			}
+		}
+		if len(evs) != want || evs[0].Kind != breaker.StoreUnavailable {
+			t.Fatalf("%v: events while Redis is down: got %+v, want one store-unavailable (and the local trip)", tc.fallback, evs)
 		}
 		if e := evs[0]; !errors.Is(e.Err, store.ErrUnavailable) || e.Fallback != tc.fallback || e.Name != "inventory" {
 			t.Errorf("%v: store-unavailable event: Err %v, Fallback %v, Name %q; want ErrUnavailable, %v, inventory",
 				tc.fallback, e.Err, e.Fallback, e.Name, tc.fallback)
+		}
+		if want == 2 {
+			if e := evs[1]; e.Kind != breaker.StateChanged || e.Decider != breaker.DecideLocal || e.From != breaker.Closed || e.To != breaker.Open {
+				t.Errorf("%v: second event %+v, want the local breaker's closed->open", tc.fallback, e)
+			}
 		}
 	}
 

@@ -25,6 +25,9 @@ func logEvent(l *slog.Logger) func(Event) {
 				attrs = append(attrs, slog.Duration("next_probe_in", e.NextProbeIn),
 					slog.Uint64("failures", e.Counts.PreviousFailures))
 			}
+			// decider is local for the transitions of the local breaker
+			// that decides while the store is unreachable.
+			attrs = append(attrs, slog.String("decider", e.Decider.String()))
 			l.LogAttrs(ctx, slog.LevelInfo, "breaker: state changed", attrs...)
 		case StoreUnavailable:
 			l.LogAttrs(ctx, slog.LevelWarn, "breaker: store unavailable, deciding locally",

@@ -38,6 +38,7 @@ type cell struct {
 	lastOK           uint64 // successes in w at the last failure
 	trailAt          int64  // when the trailing failures began (see since)
 	spill            Batch  // outcomes moved out of w when a field was full
+	fed              uint64 // outcomes in w and spill already given to the fallback one by one
 }
 
 // add counts one outcome into c unless c is sealed or full; it returns the
@@ -163,9 +164,10 @@ type pendingGen struct {
 const maxOldGens = 8
 
 // record counts an outcome of a call admitted under gen and reports
-// whether the breaker should flush now rather than at its interval.
-func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
-	if o == Success {
+// whether the breaker should flush now rather than at its interval. fed
+// says that the outcome was given to the fallback one by one already.
+func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent bool) {
+	if o == Success && !fed {
 		c := b.cell.Load()
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
@@ -194,6 +196,9 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool) (urgent bool) {
 			} else {
 				n, _ = c.addFailure(slow)
 			}
+		}
+		if fed {
+			c.fed++
 		}
 		// A failure may trip the breaker at once (a run this instance made
 		// alone): report it now, and let the caller see the answer.
@@ -253,7 +258,8 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch}
-		b.feedFallback(batch)
+		b.feedFallback(batch, c.fed)
+		c.fed = 0
 	}
 	if len(f.waiters) == 0 && f.lease == "" {
 		f.waiters, b.waiters = b.waiters, nil
@@ -318,24 +324,31 @@ func (b *Breaker) pendingCount() uint64 {
 
 // feedFallback keeps the local fallback breaker warm with a batch drained
 // for the store, in the order the batch knows; the caller holds mu. While
-// the store is away, outcomes go to the fallback one by one instead.
-func (b *Breaker) feedFallback(batch Batch) {
-	if b.fed.Swap(0) > 0 || batch.Len() == 0 {
-		return // given to the fallback one by one, while the store was away
+// the store is away, outcomes go to the fallback one by one instead: the
+// batch's last fed outcomes, which came after the others, were given
+// already.
+func (b *Breaker) feedFallback(batch Batch, fed uint64) {
+	if fed >= batch.Len() {
+		return
 	}
+	left := batch.Len() - fed
 	const most = 64 // a warm breaker needs the recent past, not all of it
-	fails := func(n uint64) {
+	feed := func(n uint64, fail bool) {
+		n = min(n, left)
+		left -= n
 		for i := uint64(0); i < min(n, most); i++ {
-			b.fallback.Fail()
+			if fail {
+				b.fallback.Fail()
+			} else {
+				b.fallback.Success()
+			}
 		}
 	}
 	if batch.Successes == 0 {
-		fails(batch.Failures)
+		feed(batch.Failures, true)
 		return
 	}
-	fails(batch.Lead)
-	for i := uint64(0); i < min(batch.Successes, most); i++ {
-		b.fallback.Success()
-	}
-	fails(batch.Trail)
+	feed(batch.Lead, true)
+	feed(batch.Successes, false)
+	feed(batch.Trail, true)
 }

@@ -77,7 +77,7 @@ func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) vie
 	if changed {
 		e := Event{Kind: StateChanged, Name: b.name, From: from, To: rep.State,
 			Generation: rep.Generation, Reason: rep.Reason, Counts: rep.Counts,
-			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback}
+			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback, Decider: DecideShared}
 		if rep.State == Open {
 			e.NextProbeIn = rep.Wait
 		}
@@ -89,29 +89,6 @@ func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) vie
 // maxProbeWait bounds how long a half-open breaker rejects calls locally
 // before it asks the store again.
 const maxProbeWait = time.Second
-
-// storeFailed puts the breaker on its fallback.
-func (b *Breaker) storeFailed(err error) {
-	if b.degraded.Swap(true) {
-		return
-	}
-	v := b.view()
-	b.emit(Event{Kind: StoreUnavailable, Name: b.name, Err: err, Fallback: b.s.Fallback,
-		From: v.state, To: v.state})
-}
-
-// storeAnswered takes the breaker off its fallback.
-func (b *Breaker) storeAnswered() {
-	if !b.degraded.Load() || !b.degraded.CompareAndSwap(true, false) {
-		return
-	}
-	b.mu.Lock()
-	n := b.pendingCount()
-	b.mu.Unlock()
-	v := b.view()
-	b.emit(Event{Kind: StoreRecovered, Name: b.name, Fallback: b.s.Fallback, Unreported: n,
-		From: v.state, To: v.state})
-}
 
 // notified is called by the store's subscription for every announced
 // transition (generation > 0) and whenever announcements may have been

@@ -19,11 +19,13 @@
 //	breakwater.circuitbreaker.calls            counter {call}    outcome (success, failure, ignored), slow
 //	breakwater.circuitbreaker.call.duration    histogram s       outcome, slow
 //	breakwater.circuitbreaker.rejections       counter {call}    reason (open, forced_open, half_open_full, local_fallback)
-//	breakwater.circuitbreaker.state            gauge {state}     state: 1 for the current one, 0 for the other four;
-//	                                                             from New on, before any transition
-//	breakwater.circuitbreaker.transitions      counter           from_state, to_state, reason
+//	breakwater.circuitbreaker.state            gauge {state}     state: 1 for the one that decides, 0 for the other
+//	                                                             four; from New on, before any transition
+//	breakwater.circuitbreaker.transitions      counter           from_state, to_state, reason, decider (shared,
+//	                                                             local: the local fallback breaker's)
 //	breakwater.circuitbreaker.probes           counter {probe}   outcome
-//	breakwater.circuitbreaker.fallback.active  gauge             fallback (local, open, closed): 1 while the store is away
+//	breakwater.circuitbreaker.fallback.active  gauge             fallback (local, open, closed): 1 while the store is
+//	                                                             away and the fallback decides
 //	breakwater.store.call.duration             histogram s       breakwater.store.operation (acquire, record, force,
 //	                                                             read), error.type (unavailable, corrupt, protocol,
 //	                                                             timeout, canceled, _OTHER) on failures
@@ -37,8 +39,12 @@
 //	breakwater.retry.budget.retries            counter           .name, .decision (allowed, allowed_local, refused)
 //	breakwater.retry.budget.tokens             gauge             .name: retries claimed and held unused
 //
-// Attribute keys are the Attr constants. The state gauge reports what this
-// instance sees (Breaker.State), which follows the shared state through
-// pub/sub; transitions count every transition this instance heard,
-// whichever instance made it, so sum them over one instance, not the fleet.
+// Attribute keys are the Attr constants. The state gauge reports the state
+// that decides this instance's calls (Breaker.State): the shared state as
+// this instance sees it, which follows the store through pub/sub, or,
+// while the store is unreachable, the fallback's (the local breaker's
+// state, disabled when failing open, open when failing closed).
+// Transitions count every transition of the shared state this instance
+// heard, whichever instance made it, so sum them over one instance, not the
+// fleet; those with decider=local are this instance's local breaker's.
 package breakwaterotel

@@ -29,6 +29,7 @@ const (
 	AttrOutcome   = attribute.Key("breakwater.circuitbreaker.outcome")
 	AttrSlow      = attribute.Key("breakwater.circuitbreaker.slow")
 	AttrFallback  = attribute.Key("breakwater.circuitbreaker.fallback")
+	AttrDecider   = attribute.Key("breakwater.circuitbreaker.decider")
 	AttrOperation = attribute.Key("breakwater.store.operation")
 	AttrRetryName = attribute.Key("breakwater.retry.name")
 	AttrAttempt   = attribute.Key("breakwater.retry.attempt")
@@ -72,8 +73,7 @@ type Metrics struct {
 // tracked is what Metrics keeps of a breaker for its observable gauges.
 type tracked struct {
 	name     string
-	fallback string
-	degraded bool
+	fallback string // the breaker's Settings.Fallback, as its events tell
 	pending  int64
 	stop     func()
 }
@@ -131,7 +131,7 @@ func New(opts Options) (*Metrics, error) {
 	add(err)
 
 	state, err := m.meter.Int64ObservableGauge("breakwater.circuitbreaker.state",
-		metric.WithUnit("{state}"), metric.WithDescription("1 for the state this instance sees a breaker in, 0 for the others."))
+		metric.WithUnit("{state}"), metric.WithDescription("1 for the state that decides a breaker's calls on this instance (the shared state, or the fallback's while the store is unreachable), 0 for the others."))
 	add(err)
 	fallback, err := m.meter.Int64ObservableGauge("breakwater.circuitbreaker.fallback.active",
 		metric.WithUnit("{breaker}"), metric.WithDescription("1 while a breaker decides locally because its store is unreachable, else 0."))
@@ -165,8 +165,9 @@ func New(opts Options) (*Metrics, error) {
 				o.ObserveInt64(state, v, metric.WithAttributes(name, AttrState.String(s.String())))
 			}
 			v := int64(0)
-			if t.degraded {
+			if d := b.Decider(); d != breaker.DecideShared {
 				v = 1
+				t.fallback = fallbackOf(d)
 			}
 			o.ObserveInt64(fallback, v, metric.WithAttributes(name, AttrFallback.String(t.fallback)))
 			o.ObserveInt64(pending, t.pending, metric.WithAttributes(name))
@@ -194,16 +195,18 @@ func (m *Metrics) Attached(b *breaker.Breaker) {
 	t := &tracked{name: b.Name(), fallback: breaker.FallbackLocal.String()}
 	name := AttrName.String(t.name)
 	t.stop = b.Listen(func(e breaker.Event) {
-		switch e.Kind {
-		case breaker.StateChanged:
+		if e.Kind == breaker.StateChanged {
+			decider := "shared"
+			if e.Decider == breaker.DecideLocal {
+				decider = "local"
+			}
 			m.transitions.Add(context.Background(), 1, metric.WithAttributes(name,
-				AttrFromState.String(e.From.String()), AttrToState.String(e.To.String()), AttrReason.String(e.Reason)))
-		case breaker.StoreUnavailable, breaker.StoreRecovered:
-			m.mu.Lock()
-			t.degraded = e.Kind == breaker.StoreUnavailable
-			t.fallback = e.Fallback.String()
-			m.mu.Unlock()
+				AttrFromState.String(e.From.String()), AttrToState.String(e.To.String()), AttrReason.String(e.Reason),
+				AttrDecider.String(decider)))
 		}
+		m.mu.Lock()
+		t.fallback = e.Fallback.String()
+		m.mu.Unlock()
 	})
 	m.mu.Lock()
 	m.breakers[b] = t
@@ -264,6 +267,17 @@ func (m *Metrics) BatchFlushed(b breaker.FlushInfo) {
 		}
 	}
 	m.mu.Unlock()
+}
+
+// fallbackOf names the fallback that d stands for, as Fallback.String does.
+func fallbackOf(d breaker.Decider) string {
+	switch d {
+	case breaker.DecideFailOpen:
+		return breaker.FallbackOpen.String()
+	case breaker.DecideFailClosed:
+		return breaker.FallbackClosed.String()
+	}
+	return breaker.FallbackLocal.String()
 }
 
 // storeErrorType names a store error for error.type.

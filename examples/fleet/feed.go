@@ -91,9 +91,12 @@ type retryKey struct {
 
 type blockedKey int64
 
+// storeKey names the events of one kind in one slot: the store's loss or
+// return, or the local breakers' transitions to one state while it is away.
 type storeKey struct {
 	slot int64
 	kind breaker.EventKind
+	to   breaker.State // a local breaker's transition
 }
 
 // group is one line of the feed in the making.
@@ -214,12 +217,15 @@ func (f *feed) add(it item) {
 		g.minWait = min(g.minWait, it.retry.Backoff)
 		g.maxWait = max(g.maxWait, it.retry.Backoff)
 	case breakerItem:
-		if it.breaker.Kind == breaker.StateChanged {
+		if it.breaker.Kind == breaker.StateChanged && it.breaker.Decider != breaker.DecideLocal {
 			f.addTransition(it)
 			return
 		}
 		n := f.slot(it.at)
 		k := storeKey{slot: n, kind: it.breaker.Kind}
+		if it.breaker.Kind == breaker.StateChanged {
+			k.to = it.breaker.To
+		}
 		g := f.open[k]
 		if g == nil {
 			g = &group{kind: breakerItem, first: it.at, ready: f.slotEnd(n), keys: []any{k},
@@ -388,6 +394,15 @@ func (f *feed) line(g *group) (string, string) {
 	case breaker.StoreRecovered:
 		return fmt.Sprintf("Redis answers again: %s",
 			verb(len(g.seenBy), "follows the shared state", "follow the shared state")), green
+	}
+	if g.ev.Decider == breaker.DecideLocal {
+		switch g.ev.To {
+		case breaker.Open:
+			return "Deciding locally: " + verb(len(g.seenBy), "opens its local breaker", "open their local breakers"), red
+		case breaker.HalfOpen:
+			return "Deciding locally: " + verb(len(g.seenBy), "half-opens its local breaker", "half-open their local breakers"), cyan
+		}
+		return "Deciding locally: " + verb(len(g.seenBy), "closes its local breaker", "close their local breakers"), green
 	}
 	e, n := g.ev, len(g.breakers)
 	var text, colour string

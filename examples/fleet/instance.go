@@ -123,7 +123,7 @@ type wire struct {
 // is half-open: then the transport admitted it as the fleet's probe.
 func (w *wire) RoundTrip(req *http.Request) (*http.Response, error) {
 	w.sent.Add(1)
-	if b := w.breaker.Load(); b != nil && b.State() == breaker.HalfOpen {
+	if b := w.breaker.Load(); b != nil && b.State() == breaker.HalfOpen && b.Decider() == breaker.DecideShared {
 		req = req.Clone(req.Context())
 		req.Header.Set(probeHeader, "1")
 	}

@@ -234,6 +234,29 @@ func TestFeedOrdersTransitionsByGeneration(t *testing.T) {
 	}
 }
 
+// TestFeedLocalBreakers: while Redis is away, the transitions of the
+// instances' local breakers share a line per state.
+func TestFeedLocalBreakers(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	f := newFeed(&out, false, "db:5432", 3, true, start)
+	down := breaker.Event{Kind: breaker.StoreUnavailable, Fallback: breaker.FallbackLocal, Decider: breaker.DecideLocal}
+	open := breaker.Event{Kind: breaker.StateChanged, From: breaker.Closed, To: breaker.Open,
+		Reason: "consecutive_failures", Decider: breaker.DecideLocal}
+	for i := 0; i < 3; i++ {
+		f.add(item{kind: breakerItem, at: start.Add(time.Duration(i) * time.Millisecond), breaker: down, id: "p", instance: i})
+	}
+	for i := 0; i < 2; i++ {
+		f.add(item{kind: breakerItem, at: start.Add(time.Duration(10+i) * time.Millisecond), breaker: open, id: "p", instance: i})
+	}
+	f.flush(start.Add(time.Second), true)
+	want := "  0.00s  Redis unreachable: 3 instances decide locally (fallback local)\n" +
+		"  0.01s  Deciding locally: 2 instances open their local breakers\n"
+	if got := out.String(); got != want {
+		t.Errorf("got feed\n%s\nwant\n%s", got, want)
+	}
+}
+
 // TestFeedPerInstance checks that transitions of separate breakers (one per
 // instance) share a line.
 func TestFeedPerInstance(t *testing.T) {

@@ -57,6 +57,7 @@ type counts struct {
 type eventCounts struct {
 	transitions      atomic.Int64
 	trips            atomic.Int64 // transitions to open
+	localTransitions atomic.Int64 // the local breaker's, while Redis is away
 	storeUnavailable atomic.Int64
 	storeRecovered   atomic.Int64
 	unreported       atomic.Int64 // outcomes not reported while Redis was away
@@ -113,6 +114,11 @@ func (s *service) close() {
 func (s *service) heard(e breaker.Event) {
 	switch e.Kind {
 	case breaker.StateChanged:
+		if e.Decider == breaker.DecideLocal {
+			s.events.localTransitions.Add(1)
+			s.log.printf("breaker %s: local breaker %s -> %s (%s), deciding while Redis is away", e.Name, e.From, e.To, e.Reason)
+			return
+		}
 		s.events.transitions.Add(1)
 		if e.To == breaker.Open {
 			s.events.trips.Add(1)
@@ -195,7 +201,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A half-open breaker admits nothing but probes: an admitted attempt
 	// while this instance sees it half-open holds one of the fleet's
 	// probe leases.
-	if s.br != nil && s.br.State() == breaker.HalfOpen {
+	if s.br != nil && s.br.State() == breaker.HalfOpen && s.br.Decider() == breaker.DecideShared {
 		s.calls.probes.Add(1)
 		req = req.Clone(req.Context())
 		req.Header.Set(probeHeader, "1")

@@ -13,9 +13,12 @@ type status struct {
 	Instance string `json:"instance"`
 	// Breaker is the breaker's name: the downstream's host.
 	Breaker string `json:"breaker"`
-	// State is the breaker's state as this instance sees it, without
-	// asking Redis.
-	State string `json:"state"`
+	// State is the state that decides this instance's calls, without
+	// asking Redis: the shared state as this instance sees it, or the
+	// fallback's while Redis is away; Decider says which ("shared",
+	// "local", "fail-open", "fail-closed").
+	State   string `json:"state"`
+	Decider string `json:"decider"`
 	// StoreUp is false between a StoreUnavailable event and the next
 	// StoreRecovered: this instance decides locally meanwhile.
 	StoreUp bool `json:"store_up"`
@@ -70,8 +73,10 @@ type callsJSON struct {
 
 // eventsJSON count the breaker's events this instance heard.
 type eventsJSON struct {
-	Transitions      int64 `json:"transitions"`
-	Trips            int64 `json:"trips"`
+	Transitions int64 `json:"transitions"`
+	Trips       int64 `json:"trips"`
+	// LocalTransitions are the local breaker's, while Redis was away.
+	LocalTransitions int64 `json:"local_transitions"`
 	StoreUnavailable int64 `json:"store_unavailable"`
 	StoreRecovered   int64 `json:"store_recovered"`
 	// Unreported is how many outcomes the instance could not report while
@@ -98,6 +103,7 @@ func (s *service) status(ctx context.Context, withShared bool) status {
 		Instance: s.cfg.Instance,
 		Breaker:  s.br.Name(),
 		State:    s.br.State().String(),
+		Decider:  s.br.Decider().String(),
 		StoreUp:  e.storeUp.Load(),
 		Calls: callsJSON{
 			Made: c.made.Load(), Rejected: c.rejected.Load(), Errored: c.errored.Load(),
@@ -105,7 +111,7 @@ func (s *service) status(ctx context.Context, withShared bool) status {
 			Ignored: c.ignored.Load(), Probes: c.probes.Load(),
 		},
 		Events: eventsJSON{
-			Transitions: e.transitions.Load(), Trips: e.trips.Load(),
+			Transitions: e.transitions.Load(), Trips: e.trips.Load(), LocalTransitions: e.localTransitions.Load(),
 			StoreUnavailable: e.storeUnavailable.Load(), StoreRecovered: e.storeRecovered.Load(),
 			Unreported: e.unreported.Load(),
 		},

@@ -56,7 +56,7 @@ func TestScrape(t *testing.T) {
 	want(t, body, `breakwater_circuitbreaker_calls_total{breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_outcome="success",breakwater_circuitbreaker_slow="false"`, " 3")
 	want(t, body, `breakwater_circuitbreaker_calls_total{breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_outcome="failure",breakwater_circuitbreaker_slow="false"`, " 5")
 	want(t, body, `breakwater_circuitbreaker_state{breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_state="open"`, " 1")
-	want(t, body, `breakwater_circuitbreaker_transitions_total{breakwater_circuitbreaker_from_state="closed",breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_reason="consecutive_failures",breakwater_circuitbreaker_to_state="open"`, " 1")
+	want(t, body, `breakwater_circuitbreaker_transitions_total{breakwater_circuitbreaker_decider="shared",breakwater_circuitbreaker_from_state="closed",breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_reason="consecutive_failures",breakwater_circuitbreaker_to_state="open"`, " 1")
 	want(t, body, `breakwater_retry_attempts_total{breakwater_retry_attempt="1",breakwater_retry_name="inventory",breakwater_retry_outcome="success",breakwater_retry_will_retry="false"`, " 3")
 	want(t, body, `breakwater_circuitbreaker_call_duration_seconds_count{breakwater_circuitbreaker_name="inventory",breakwater_circuitbreaker_outcome="failure"`, " 5")
 	// The 8 outcomes reached the store in batches: each failure at once (the
