@@ -560,21 +560,21 @@ func (e *exec) closedRun() int64 {
 type hits uint64
 
 const (
-	hitSettle0       hits = 1 << iota // a batch reported one by one (settle 0) counted in the closed state
-	hitSettle                         // a batch with a settling time counted in the closed state
-	hitThrough                        // SettledThrough settled more than the batch's settling time did
-	hitDropNone                       // a success older than every failure of the run
-	hitDropSome                       // a success that ended part of the run (the failures before it)
-	hitDropAll                        // a success that ended the whole run
-	hitEnded                          // a success that ended a run of several instances before it settled
-	hitUnsettled                      // a run of several instances long enough, not settled enough to trip
-	hitMerge                          // the run's oldest entries merged
-	hitLook                           // an empty batch looked at the run
-	hitTripOne                        // a consecutive-failures trip on a run one instance made alone
-	hitTripSeveral                    // ... on a run of several instances
-	hitTripThrough                    // ... that SettledThrough made
-	hitTripLook                       // ... by an empty batch (failures that settled since)
-	hitTripSettled                    // ... by a batch without failures
+	hitSettle0     hits = 1 << iota // a batch reported one by one (settle 0) counted in the closed state
+	hitSettle                       // a batch with a settling time counted in the closed state
+	hitThrough                      // SettledThrough settled more than the batch's settling time did
+	hitDropNone                     // a success older than every failure of the run
+	hitDropSome                     // a success that ended part of the run (the failures before it)
+	hitDropAll                      // a success that ended the whole run
+	hitEnded                        // a success that ended a run of several instances before it settled
+	hitUnsettled                    // a run of several instances long enough, not settled enough to trip
+	hitMerge                        // the run's oldest entries merged
+	hitLook                         // an empty batch looked at the run
+	hitTripOne                      // a consecutive-failures trip on a run one instance made alone
+	hitTripSeveral                  // ... on a run of several instances
+	hitTripThrough                  // ... that SettledThrough made
+	hitTripLook                     // ... by an empty batch (failures that settled since)
+	hitTripSettled                  // ... by a batch without failures
 )
 
 // sharedHits are those the instances' random operations on the shared

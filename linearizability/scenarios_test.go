@@ -27,6 +27,7 @@ var scenarioPolicy = &policy{consecutive: 3, minCalls: 20, window: 60_000, probe
 // minRounds is the least number of rounds of the scenarios in a run.
 const minRounds = 3
 
+// hourUs is an hour in µs: the scenarios' settling time.
 const hourUs = int64(time.Hour / time.Microsecond)
 
 // scene is one round of the scenarios.
@@ -124,6 +125,13 @@ func (r *run) scenarios(ctx context.Context, tg target) {
 	c.want("C succeeds", c.succeed(cc, 0, 0, 0), "closed", 0)
 	c.want("A fails 1", c.fail(a, 1, 0, 0), "closed", 1)
 
+	c.begin("failures after a success that ended the run are a run of their own")
+	c.fail(a, 2, 0, 0)
+	c.fail(b, 1, 0, 0)
+	c.want("C succeeds, then fails 2", c.do(cc, &input{kind: opRecord,
+		batch: batch{ok: 1, ko: 2, trail: 2, settle: hourUs}}), "closed", 2)
+	c.want("C fails 1", c.fail(cc, 1, 0, 0), "open", 0)
+
 	c.begin("a success ends the failures before it only")
 	c.fail(a, 1, 30*60_000_000, 0) // half an hour ago
 	c.want("B fails 1", c.fail(b, 1, 0, 0), "closed", 2)
@@ -151,4 +159,16 @@ func (r *run) scenarios(ctx context.Context, tg target) {
 		c.want(fmt.Sprintf("failure %d", i), c.fail(int(i%2), 1, 0, 0), "closed", i)
 	}
 	c.want("C succeeds", c.succeed(cc, 0, 0, 0), "closed", 0)
+
+	c.begin("the oldest entries merge into the oldest time")
+	var first int64
+	for i := int64(1); i <= n; i++ {
+		out := c.fail(int(i%2), 1, 0, 0)
+		if i == 1 {
+			first = out.nowUs
+		}
+	}
+	// the entries of failures 1 to 4 merged at the time of the first
+	c.want("C looks, settled until just before the first failure", c.look(cc, first-1), "closed", n)
+	c.want("C looks, settled through the first failure", c.look(cc, first), "open", 0)
 }

@@ -350,8 +350,8 @@ type instance struct {
 	lease    []int64  // a probe lease held, per breaker
 	leaseGen []int64
 	// through is Redis's time (µs) through which this instance's failures
-	// settled, per breaker, and lookAt when to look at them again (zero:
-	// no need), as a breaker keeps them.
+	// settled, per breaker, sent with the next flush (0: none), and lookAt
+	// when to look at them again (zero: no need), as a breaker keeps them.
 	through []int64
 	lookAt  []time.Time
 	recent  int // the breaker of the last operation
@@ -396,6 +396,8 @@ func (r *run) op(ctx context.Context, c *instance) {
 	if !c.lookAt[b].IsZero() && time.Now().After(c.lookAt[b]) {
 		c.lookAt[b] = time.Time{}
 		in.kind, in.gen, in.through = opRecord, c.seen[b], c.through[b]
+		c.through[b] = 0
+		in.batch.settle = settleOf(tg.pol, c.id)
 		c.seq[b]++
 		in.seq = c.seq[b]
 		c.last[b] = in
@@ -407,6 +409,7 @@ func (r *run) op(ctx context.Context, c *instance) {
 		if rng.Intn(10) < 8 {
 			in.kind = opRecord
 			in.lease, in.gen, in.through = c.lease[b], c.leaseGen[b], c.through[b]
+			c.through[b] = 0
 			switch x := rng.Intn(20); {
 			case x < 13:
 				in.batch = batch{ok: 1, slow: int64(rng.Intn(4) / 3), okAge: rng.Int63n(200)}
@@ -527,7 +530,7 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 	default:
 		in.gen = max(0, c.seen[b]-int64(1+rng.Intn(3))) // admitted under an older one
 	}
-	in.through = c.through[b]
+	in.through, c.through[b] = c.through[b], 0
 	c.seq[b]++
 	in.seq = c.seq[b]
 	c.last[b] = in
