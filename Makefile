@@ -91,7 +91,7 @@ test-faults: install-redis
 	BREAKWATER_REQUIRE_REDIS=$(BREAKWATER_REQUIRE_REDIS) \
 		$(GO) test $(TEST_FLAGS) ./...
 
-## test-linearizability: 16 instances run over 10,000 concurrent operations
+## test-linearizability: 16 instances run over 32,000 concurrent operations
 ## against one redis-server; porcupine checks the history against a model
 ## of the breaker (linearizability/, its own module), and catches a
 ## deliberately non-atomic record.

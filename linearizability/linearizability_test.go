@@ -17,17 +17,17 @@ import (
 )
 
 const (
-	// opsPer is how many operations each instance runs: 16 × 640 = 10,240
+	// opsPer is how many operations each instance runs: 16 × 2000 = 32,000
 	// operations, besides the second copies of the flushes sent twice.
-	opsPer = 640
+	opsPer = 2000
 	// checkTimeout bounds porcupine's check of one history.
 	checkTimeout = time.Minute
 )
 
 // newScripts starts a redis-server and returns the real backend on it,
 // its client, and the breakers of a run: one of each policy, each shared by
-// every instance.
-func newScripts(t *testing.T) (*scripts, *redis.Client, []target) {
+// every instance, and the scenarios' breaker.
+func newScripts(t *testing.T) (*scripts, *redis.Client, breakers) {
 	t.Helper()
 	srv := redistest.Start(t)
 	client := srv.Client(t, func(o *redis.Options) {
@@ -41,11 +41,13 @@ func newScripts(t *testing.T) (*scripts, *redis.Client, []target) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	be := &scripts{st: st, settings: map[*policy]*breaker.Settings{}}
-	var targets []target
+	var targets breakers
 	for i, p := range policies {
 		be.settings[p] = settings(p)
-		targets = append(targets, target{name: fmt.Sprintf("policy-%d", i), pol: p, settings: be.settings[p]})
+		targets.shared = append(targets.shared, target{name: fmt.Sprintf("policy-%d", i), pol: p, settings: be.settings[p]})
 	}
+	be.settings[scenarioPolicy] = settings(scenarioPolicy)
+	targets.scenes = target{name: "scenarios", pol: scenarioPolicy, settings: be.settings[scenarioPolicy]}
 	return be, client, targets
 }
 
@@ -63,11 +65,11 @@ func TestLinearizable(t *testing.T) {
 	res, info := porcupine.CheckOperationsVerbose(model(), history, checkTimeout)
 	t.Logf("%d operations in %v, checked in %v: %s", len(history), ran.Round(time.Millisecond),
 		time.Since(start).Round(time.Millisecond), res)
-	cover(t, history)
 	if res != porcupine.Ok {
 		explain(t, history, info)
 		t.Fatalf("history of the real scripts: %s, want %s", res, porcupine.Ok)
 	}
+	cover(t, history, info)
 }
 
 // TestNonAtomicRecordIsCaught runs the same workload with a record that
@@ -101,9 +103,47 @@ func TestNonAtomicRecordAlone(t *testing.T) {
 }
 
 // cover logs what the history exercised and fails when it missed what the
-// check is for.
-func cover(t *testing.T, history []porcupine.Operation) {
+// check is for. What the scripts did with the runs of failures is not in
+// their replies: it comes from replaying the linearization the check found
+// through the model.
+func cover(t *testing.T, history []porcupine.Operation, info porcupine.LinearizationInfo) {
 	t.Helper()
+	// what the runs of failures went through, on the shared breakers and
+	// in the scenarios
+	var shared, scenes [len(hitNames)]int
+	for _, partials := range info.PartialLinearizationsOperations() {
+		var longest []porcupine.Operation
+		for _, l := range partials {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+		s := state{}
+		for _, op := range longest {
+			in, out := op.Input.(*input), op.Output.(*output)
+			var h hits
+			s, _, _, h = trace(s, in, out.nowUs)
+			seen := &shared
+			if in.pol == scenarioPolicy {
+				seen = &scenes
+			}
+			for i := range seen {
+				if h&(1<<i) != 0 {
+					seen[i]++
+				}
+			}
+		}
+	}
+	var runs []string
+	for i, name := range hitNames {
+		runs = append(runs, fmt.Sprintf("%s: %d+%d", name, shared[i], scenes[i]))
+		if shared[i]+scenes[i] == 0 {
+			t.Errorf("no %q in the history", name)
+		} else if shared[i] == 0 && sharedHits&(1<<i) != 0 {
+			t.Errorf("no %q on the shared breakers", name)
+		}
+	}
+	t.Logf("runs of failures (shared breakers+scenarios): %s", strings.Join(runs, ", "))
 	verdicts, reasons, kinds := map[string]int{}, map[string]int{}, map[string]int{}
 	quorum := 0
 	for _, op := range history {
@@ -183,7 +223,7 @@ func explain(t *testing.T, history []porcupine.Operation, info porcupine.Lineari
 		sort.Slice(next, func(i, j int) bool { return next[i].Call < next[j].Call })
 		for _, o := range next {
 			in, out := o.Input.(*input), o.Output.(*output)
-			_, want, _ := apply(s, in, out.now)
+			_, want, _ := apply(s, in, out.nowUs)
 			fmt.Fprintf(&b, "  next? %s\n    got  %+v\n    want %+v\n", describe(in, out), *out, want)
 		}
 		t.Log(b.String())

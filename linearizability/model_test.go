@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
@@ -12,11 +13,12 @@ import (
 
 // The model: a breaker's shared state as the scripts of lua/ keep it, and a
 // step for each operation that mirrors the script (or the plain read) that
-// carries it out. Every step takes Redis's clock from the operation's
-// output, so that what depends on time (an open breaker half-opens once its
-// open time is over, probe leases expire, window buckets slide) is decided
-// as the script decided it. Steps are pure: they take a state and return a
-// new one.
+// carries it out. Every step takes Redis's clock (in µs) from the
+// operation's output, so that what depends on time (an open breaker
+// half-opens once its open time is over, probe leases expire, window
+// buckets slide, failures settle and successes end the runs of failures
+// that happened before them) is decided as the script decided it. Steps are
+// pure: they take a state and return a new one.
 
 const (
 	// instances is how many instances share each breaker.
@@ -26,6 +28,9 @@ const (
 	maxLeases = 2
 	// buckets is the WindowBuckets of every policy.
 	buckets = 4
+	// maxRun is how many entries record.lua keeps of the current run of
+	// failures; it merges the oldest ones beyond.
+	maxRun = 32
 )
 
 // opKind names an operation of the history.
@@ -55,15 +60,19 @@ type policy struct {
 	lease             int64
 	open, openMax     int64
 	jitter            float64
+	// settle is how late the batches may arrive (µs; the flush interval,
+	// 0 for outcomes reported one by one), -1 when each instance has its
+	// own; the scripts get it with each batch.
+	settle int64
 }
 
-// batch is a record's outcomes (breaker.Batch, with the success's age
-// reduced to "older than any failure counted" or not).
+// batch is a record's outcomes (breaker.Batch, its times in µs).
 type batch struct {
 	ok, ko, slow, lead, trail, run int64
-	// old sends the last success as an hour old: older than every failure
-	// the breaker counted (SuccessAge 0 makes it newer than all of them).
-	old bool
+	// okAge is how long ago the last success happened, koAge the first of
+	// the trailing failures (of all failures when there is no success),
+	// and settle how late the batch may arrive after its outcomes.
+	okAge, koAge, settle int64
 }
 
 // input is an operation's request.
@@ -78,6 +87,7 @@ type input struct {
 	gen     int64 // record: the generation the batch was admitted under
 	seq     int64 // record
 	batch   batch
+	through int64  // record: Redis's time (µs) through which failures settled (0: none)
 	cmd     string // force: open, close, disable, reset
 	openFor int64  // force open: ms
 	random  float64
@@ -93,11 +103,23 @@ type output struct {
 	trips, pko                        int64
 	changed                           bool
 	now                               int64 // Redis's clock (ms)
+	nowUs                             int64 // Redis's clock (µs)
 }
 
 type lease struct{ id, exp int64 } // id 0: none
 
 type bucket struct{ i, t, f, s int64 }
+
+// entry is one entry of the current run of failures (record.lua's rl):
+// when the failures began (Redis µs) and how many.
+type entry struct{ at, n int64 }
+
+// Who made the current run (record.lua's ri): riNone, riSeveral, or an
+// instance's index plus one.
+const (
+	riNone    = 0
+	riSeveral = -1
+)
 
 // state is a breaker's keys: the state hash (with the instances' last
 // sequences), the probe leases and the window; and the clock of the last
@@ -108,13 +130,50 @@ type state struct {
 	gen, fl, probeAt, trips, at             int64
 	ok, ko, cf, hs, tok, tko, tslow, tstale int64
 	pko                                     int64
-	lfat                                    bool // a failure was counted in this generation
 	cfat                                    int64
+	run                                     [maxRun]entry // the current run of failures, sorted by (at, n)
+	rn                                      int           // its length
+	ri                                      int           // who made it
 	leases                                  [maxLeases]lease
 	trouble                                 [instances]int64 // troubled instances: time of the last failure or slow call (0: none)
 	win                                     [buckets]bucket
 	seq                                     [instances]int64
-	last                                    int64
+	last                                    int64 // Redis's clock of the last script (µs)
+}
+
+// runEntries returns a copy of the current run.
+func (s *state) runEntries() []entry { return append([]entry(nil), s.run[:s.rn]...) }
+
+// setRun stores run, at most maxRun entries, in the canonical order:
+// record.lua sorts by time alone, and entries of the same time count
+// alike whatever their order.
+func (s *state) setRun(run []entry) {
+	sortRun(run)
+	s.run = [maxRun]entry{}
+	s.rn = copy(s.run[:], run)
+	if s.rn != len(run) {
+		panic("linearizability: a run longer than maxRun")
+	}
+}
+
+func sortRun(run []entry) {
+	sort.Slice(run, func(i, j int) bool {
+		if run[i].at != run[j].at {
+			return run[i].at < run[j].at
+		}
+		return run[i].n < run[j].n
+	})
+}
+
+// riName is who made the run, as record.lua writes it.
+func riName(ri int) string {
+	switch ri {
+	case riNone:
+		return ""
+	case riSeveral:
+		return "*"
+	}
+	return instName(ri - 1)
 }
 
 func leaseName(id int64) string {
@@ -128,7 +187,9 @@ func leaseName(id int64) string {
 type exec struct {
 	s        state
 	in       *input
-	now      int64
+	now      int64 // ms
+	nowUs    int64
+	hits     hits // what this run exercised, for the coverage report
 	changed  bool
 	created  bool
 	windowOn bool
@@ -195,7 +256,8 @@ func (e *exec) transition(to, why string) {
 	s.gen++
 	s.fl = s.gen
 	s.pko = s.ko
-	s.ok, s.ko, s.cf, s.hs, s.probeAt, s.lfat, s.cfat = 0, 0, 0, 0, 0, false, 0
+	s.ok, s.ko, s.cf, s.hs, s.probeAt, s.cfat = 0, 0, 0, 0, 0, 0
+	s.run, s.rn, s.ri = [maxRun]entry{}, 0, riNone
 	switch to {
 	case "open":
 		s.trips++
@@ -221,7 +283,8 @@ func (e *exec) reply(verdict string, wait int64, lease string) output {
 	return output{verdict: verdict, st: s.st, gen: s.gen, wait: wait, from: s.from, why: s.why,
 		by: s.by, inState: e.now - s.at, ok: s.ok, ko: s.ko, cf: s.cf, hs: s.hs,
 		wt: e.sum[0], wf: e.sum[1], ws: e.sum[2], troubled: e.troubledNow(), tok: s.tok, tko: s.tko, tslow: s.tslow,
-		tstale: s.tstale, lease: lease, changed: e.changed, trips: s.trips, pko: s.pko, now: e.now}
+		tstale: s.tstale, lease: lease, changed: e.changed, trips: s.trips, pko: s.pko, now: e.now,
+		nowUs: e.nowUs}
 }
 
 // dropLease removes a lease (ZREM) and keeps the live ones first.
@@ -293,6 +356,17 @@ func (e *exec) record() (output, bool) {
 	p := in.pol
 	switch {
 	case b.ok+b.ko == 0:
+		// a lease release, a request to catch up, or a look at failures
+		// that settled since they were reported
+		if s.st == "closed" && p.consecutive > 0 && s.rn > 0 && (in.gen == 0 || in.gen >= s.fl) {
+			e.hit(hitLook)
+			r := e.newRun()
+			longest := r.length(r.settledAt)
+			if why := e.tripReason(longest); why == "consecutive_failures" {
+				e.hitTrip(r, longest, hitTripLook)
+				e.transition("open", why)
+			}
+		}
 	case in.gen != 0 && in.gen < s.fl:
 		s.tstale += b.ok + b.ko
 		verdict = "stale"
@@ -310,30 +384,15 @@ func (e *exec) record() (output, bool) {
 			s.win[k].s += b.slow
 			e.sums()
 		}
-		var longest int64
-		if b.ok > 0 && s.lfat && b.old {
-			longest = max(s.cf+b.trail, b.run, b.lead)
-			if s.cf == 0 && b.trail > 0 {
-				s.cfat = e.now
-			}
-			s.cf += b.trail
-		} else {
-			longest = max(s.cf+b.lead, b.run)
-			if b.ko > 0 && s.cf == 0 && b.lead > 0 {
-				s.cfat = e.now
-			}
-			if b.ok > 0 {
-				s.cfat = 0
-				if b.trail > 0 {
-					s.cfat = e.now
+		longest := e.closedRun()
+		if p.consecutive > 0 && longest >= p.consecutive && b.ko == 0 {
+			// failures that settled since the last batch trip the breaker now
+			if why := e.tripReason(longest); why != "" {
+				if why == "consecutive_failures" {
+					e.hitTrip(e.newRun(), longest, hitTripSettled)
 				}
-				s.cf = b.trail
-			} else {
-				s.cf += b.ko
+				e.transition("open", why)
 			}
-		}
-		if b.ko > 0 {
-			s.lfat = true
 		}
 		if b.ko > 0 || b.slow > 0 {
 			if p.quorum > 1 {
@@ -348,8 +407,13 @@ func (e *exec) record() (output, bool) {
 				}
 				s.trouble[in.inst] = e.now
 			}
-			if why := e.tripReason(longest); why != "" {
-				e.transition("open", why)
+			if s.st == "closed" {
+				if why := e.tripReason(longest); why != "" {
+					if why == "consecutive_failures" {
+						e.hitTrip(e.newRun(), longest, 0)
+					}
+					e.transition("open", why)
+				}
 			}
 		}
 	case s.st == "half_open" && in.lease != 0:
@@ -369,6 +433,178 @@ func (e *exec) record() (output, bool) {
 		s.ko += b.ko
 	}
 	return e.reply(verdict, 0, ""), true
+}
+
+// streak is the current run of failures while record.lua works on it.
+type streak struct {
+	entries   []entry
+	ri        int
+	inst      int   // the asking instance's ri
+	settledAt int64 // µs: failures up to this time have settled
+}
+
+// newRun loads the state's run for the asking request.
+func (e *exec) newRun() *streak {
+	b := e.in.batch
+	return &streak{entries: e.s.runEntries(), ri: e.s.ri, inst: e.in.inst + 1,
+		settledAt: max(e.nowUs-b.settle, e.in.through)}
+}
+
+// length is run_len: the failures of the run up to before, or all of them
+// when one instance made the run alone (its own order).
+func (r *streak) length(before int64) int64 {
+	one := r.ri != riNone && r.ri != riSeveral
+	total := int64(0)
+	for _, x := range r.entries {
+		if one || x.at <= before {
+			total += x.n
+		}
+	}
+	return total
+}
+
+func (r *streak) total() int64 {
+	total := int64(0)
+	for _, x := range r.entries {
+		total += x.n
+	}
+	return total
+}
+
+func (r *streak) add(at, n int64) {
+	r.entries = append(r.entries, entry{at, n})
+	switch r.ri {
+	case riNone:
+		r.ri = r.inst
+	case r.inst:
+	default:
+		r.ri = riSeveral
+	}
+}
+
+// closedRun counts a batch into the run of failures in the closed state,
+// ordered by when its outcomes happened, and returns the longest run to
+// trip on.
+func (e *exec) closedRun() int64 {
+	s, b := &e.s, e.in.batch
+	r := e.newRun()
+	okAt, koAt := e.nowUs-b.okAge, e.nowUs-b.koAge
+	if r.settledAt > e.nowUs-b.settle {
+		e.hit(hitThrough)
+	}
+	if b.settle == 0 {
+		e.hit(hitSettle0)
+	} else {
+		e.hit(hitSettle)
+	}
+	longest := b.run
+	if b.ok > 0 {
+		longest = max(longest, r.length(r.settledAt)+b.lead)
+		var kept []entry
+		for _, x := range r.entries {
+			if x.at > okAt {
+				kept = append(kept, x)
+			}
+		}
+		switch {
+		case len(r.entries) == 0:
+		case len(kept) == 0:
+			e.hit(hitDropAll)
+		case len(kept) < len(r.entries):
+			e.hit(hitDropSome)
+		default:
+			e.hit(hitDropNone)
+		}
+		if len(kept) < len(r.entries) && r.ri == riSeveral && r.total() >= e.in.pol.consecutive &&
+			r.length(r.settledAt) < e.in.pol.consecutive && e.in.pol.consecutive > 0 {
+			e.hit(hitEnded) // a success ended a run that had not settled yet
+		}
+		r.entries = kept
+		if len(r.entries) == 0 {
+			r.ri = riNone
+		}
+		if b.trail > 0 {
+			r.add(koAt, b.trail)
+		}
+	} else if b.ko > 0 {
+		r.add(koAt, b.ko)
+	}
+	sortRun(r.entries)
+	longest = max(longest, r.length(r.settledAt))
+	cf := r.total()
+	if cf > 0 && s.cf == 0 {
+		s.cfat = e.now
+	}
+	if cf == 0 && s.cf > 0 {
+		s.cfat = 0
+	}
+	s.cf = cf
+	for len(r.entries) > maxRun { // merge the oldest
+		e.hit(hitMerge)
+		r.entries[1] = entry{r.entries[0].at, r.entries[0].n + r.entries[1].n}
+		r.entries = r.entries[1:]
+	}
+	if len(r.entries) == 0 {
+		r.ri = riNone
+	}
+	s.setRun(r.entries)
+	s.ri = r.ri
+	if r.ri == riSeveral && r.total() >= e.in.pol.consecutive && e.in.pol.consecutive > 0 &&
+		longest < e.in.pol.consecutive {
+		e.hit(hitUnsettled) // enough failures, not all of them settled yet
+	}
+	return longest
+}
+
+// hits are what a script's run exercised, for the coverage report.
+type hits uint64
+
+const (
+	hitSettle0     hits = 1 << iota // a batch reported one by one (settle 0) counted in the closed state
+	hitSettle                       // a batch with a settling time counted in the closed state
+	hitThrough                      // SettledThrough settled more than the batch's settling time did
+	hitDropNone                     // a success older than every failure of the run
+	hitDropSome                     // a success that ended part of the run (the failures before it)
+	hitDropAll                      // a success that ended the whole run
+	hitEnded                        // a success that ended a run of several instances before it settled
+	hitUnsettled                    // a run of several instances long enough, not settled enough to trip
+	hitMerge                        // the run's oldest entries merged
+	hitLook                         // an empty batch looked at the run
+	hitTripOne                      // a consecutive-failures trip on a run one instance made alone
+	hitTripSeveral                  // ... on a run of several instances
+	hitTripThrough                  // ... that SettledThrough made
+	hitTripLook                     // ... by an empty batch (failures that settled since)
+	hitTripSettled                  // ... by a batch without failures
+)
+
+// sharedHits are those the instances' random operations on the shared
+// breakers come to in every run (the scenarios come to all of them).
+const sharedHits = hitSettle0 | hitSettle | hitThrough | hitDropNone | hitDropSome | hitDropAll |
+	hitUnsettled | hitMerge | hitLook | hitTripOne | hitTripSeveral | hitTripLook
+
+var hitNames = [...]string{"settle 0", "settle > 0", "settled through", "success older than the run",
+	"success ended part of the run", "success ended the run", "success ended an unsettled run",
+	"unsettled run", "run entries merged", "empty batch looked", "trip: one instance's run",
+	"trip: several instances' run", "trip: settled through", "trip: empty batch",
+	"trip: batch without failures"}
+
+func (e *exec) hit(h hits) { e.hits |= h }
+
+// hitTrip notes a consecutive-failures trip on the run r (what the state
+// holds after the batch).
+func (e *exec) hitTrip(r *streak, longest int64, h hits) {
+	e.hit(h)
+	switch r.ri {
+	case riNone:
+	case riSeveral:
+		e.hit(hitTripSeveral)
+		c := e.in.pol.consecutive
+		if r.length(e.nowUs-e.in.batch.settle) < c && r.length(r.settledAt) >= c && longest >= c {
+			e.hit(hitTripThrough)
+		}
+	default:
+		e.hit(hitTripOne)
+	}
 }
 
 func (e *exec) tripReason(longest int64) string {
@@ -450,11 +686,11 @@ func (e *exec) readFull() output {
 func (e *exec) read() output {
 	s := &e.s
 	if !s.exists {
-		return output{verdict: "ok", st: "closed", from: "closed", now: e.now}
+		return output{verdict: "ok", st: "closed", from: "closed", now: e.now, nowUs: e.nowUs}
 	}
 	o := output{verdict: "ok", st: s.st, gen: s.gen, from: s.from, why: s.why, by: s.by,
 		inState: e.now - s.at, ok: s.ok, ko: s.ko, cf: s.cf, hs: s.hs, tok: s.tok, tko: s.tko,
-		tslow: s.tslow, tstale: s.tstale, trips: s.trips, pko: s.pko, now: e.now}
+		tslow: s.tslow, tstale: s.tstale, trips: s.trips, pko: s.pko, now: e.now, nowUs: e.nowUs}
 	switch s.st {
 	case "open":
 		o.wait = max(0, s.probeAt-e.now)
@@ -464,10 +700,17 @@ func (e *exec) read() output {
 	return o
 }
 
-// apply runs in on s at Redis's clock now (ms) and returns the state after
-// it, what the store answers, and whether the operation wrote anything.
-func apply(s state, in *input, now int64) (state, output, bool) {
-	e := &exec{s: s, in: in, now: now}
+// apply runs in on s at Redis's clock nowUs (µs) and returns the state
+// after it, what the store answers, and whether the operation wrote
+// anything.
+func apply(s state, in *input, nowUs int64) (state, output, bool) {
+	next, out, wrote, _ := trace(s, in, nowUs)
+	return next, out, wrote
+}
+
+// trace is apply, and tells what the operation exercised.
+func trace(s state, in *input, nowUs int64) (state, output, bool, hits) {
+	e := &exec{s: s, in: in, now: nowUs / 1000, nowUs: nowUs}
 	var out output
 	wrote := true
 	switch in.kind {
@@ -488,7 +731,7 @@ func apply(s state, in *input, now int64) (state, output, bool) {
 	default:
 		panic(fmt.Sprintf("linearizability: unknown op %d", in.kind))
 	}
-	return e.s, out, wrote
+	return e.s, out, wrote, e.hits
 }
 
 // step is the model's step: in may take effect on s when the script's
@@ -498,12 +741,12 @@ func step(s state, in *input, out *output) (bool, state) {
 		// Redis runs one script at a time, in the order of its clock. A
 		// plain read's clock is read just before its HMGET, in the same
 		// round trip but not atomically with it, so it bounds nothing.
-		if out.now < s.last {
+		if out.nowUs < s.last {
 			return false, s
 		}
-		s.last = out.now
+		s.last = out.nowUs
 	}
-	next, want, _ := apply(s, in, out.now)
+	next, want, _ := apply(s, in, out.nowUs)
 	return want == *out, next
 }
 
@@ -535,7 +778,7 @@ func model() porcupine.Model {
 			s := v.(state)
 			h := fnv.New64a()
 			var buf [8]byte
-			for _, x := range []int64{s.gen, s.tok, s.tko, s.tstale, s.ok, s.ko, s.cf, s.hs, s.last} {
+			for _, x := range []int64{s.gen, s.tok, s.tko, s.tstale, s.ok, s.ko, s.cf, s.hs, s.last, int64(s.rn)} {
 				binary.LittleEndian.PutUint64(buf[:], uint64(x))
 				_, _ = h.Write(buf[:])
 			}
@@ -554,8 +797,9 @@ func model() porcupine.Model {
 			if !s.exists {
 				return "absent"
 			}
-			return fmt.Sprintf("%s gen %d fl %d ok %d ko %d cf %d hs %d tok %d tko %d stale %d trips %d probe_at %d leases %v last %d",
-				s.st, s.gen, s.fl, s.ok, s.ko, s.cf, s.hs, s.tok, s.tko, s.tstale, s.trips, s.probeAt, s.leases, s.last)
+			return fmt.Sprintf("%s gen %d fl %d ok %d ko %d cf %d run %v by %q hs %d tok %d tko %d stale %d trips %d probe_at %d leases %v last %d",
+				s.st, s.gen, s.fl, s.ok, s.ko, s.cf, s.run[:s.rn], riName(s.ri), s.hs, s.tok, s.tko, s.tstale, s.trips,
+				s.probeAt, s.leases, s.last)
 		},
 	}
 }
@@ -566,6 +810,9 @@ func describe(in *input, out *output) string {
 	switch in.kind {
 	case opRecord:
 		fmt.Fprintf(&b, " seq %d gen %d %+v", in.seq, in.gen, in.batch)
+		if in.through != 0 {
+			fmt.Fprintf(&b, " through %d", in.through)
+		}
 		if in.lease != 0 {
 			fmt.Fprintf(&b, " lease %s", leaseName(in.lease))
 		}
@@ -575,8 +822,8 @@ func describe(in *input, out *output) string {
 	if in.known != 0 {
 		fmt.Fprintf(&b, " known %d", in.known)
 	}
-	fmt.Fprintf(&b, " -> %s %s gen %d tok %d tko %d stale %d at %d", out.verdict, out.st, out.gen,
-		out.tok, out.tko, out.tstale, out.now)
+	fmt.Fprintf(&b, " -> %s %s gen %d cf %d tok %d tko %d stale %d at %dµs", out.verdict, out.st, out.gen,
+		out.cf, out.tok, out.tko, out.tstale, out.nowUs)
 	return b.String()
 }
 

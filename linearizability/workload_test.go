@@ -26,15 +26,35 @@ import (
 // policies are the breakers' settings, small enough in time that breakers
 // trip, open, half-open, probe, lose leases and close again many times in a
 // run: consecutive failures with growing, jittered open durations and two
-// probes; failure and slow-call rates over a window of 20ms; consecutive
-// failures from at least two distinct instances.
+// probes, from instances that report one by one or flush every 1, 3 or
+// 6ms; failure and slow-call rates over a window of 20ms; consecutive
+// failures from at least two distinct instances; runs of failures long
+// enough to wait for their failures to settle; and runs that outgrow what
+// the store keeps of them.
 var policies = []*policy{
 	{consecutive: 3, minCalls: 20, window: 60_000, probes: 2, successes: 2, lease: 8,
-		open: 4, openMax: 16, jitter: 0.5},
+		open: 4, openMax: 16, jitter: 0.5, settle: -1},
 	{rate: 0.5, slowRate: 0.8, minCalls: 8, window: 20, probes: 1, successes: 1, lease: 5,
-		open: 3, openMax: 3},
+		open: 3, openMax: 3, settle: 2000},
 	{consecutive: 3, quorum: 2, minCalls: 20, window: 30, probes: 1, successes: 1, lease: 5,
-		open: 3, openMax: 3},
+		open: 3, openMax: 3, settle: 3000},
+	{consecutive: 6, minCalls: 20, window: 60_000, probes: 1, successes: 1, lease: 5,
+		open: 3, openMax: 3, settle: 4000},
+	{consecutive: 200, minCalls: 20, window: 60_000, probes: 1, successes: 1, lease: 5,
+		open: 3, openMax: 3, settle: 2000},
+}
+
+// instanceSettles are the settling times (µs) of a policy with settle -1,
+// by instance: outcomes reported one by one, and flush intervals of 1, 3
+// and 6ms.
+var instanceSettles = []int64{0, 1000, 3000, 6000}
+
+// settleOf is how late instance id's batches to a breaker of p may arrive.
+func settleOf(p *policy, id int) int64 {
+	if p.settle < 0 {
+		return instanceSettles[id%len(instanceSettles)]
+	}
+	return p.settle
 }
 
 // settings turns p into the breaker.Settings the store sends the scripts.
@@ -54,6 +74,13 @@ type target struct {
 	settings *breaker.Settings
 }
 
+// breakers are the breakers of a run: those the instances share, and the
+// one the scenarios run on.
+type breakers struct {
+	shared []target
+	scenes target
+}
+
 // backend carries out one operation with one call to Redis.
 type backend interface {
 	do(ctx context.Context, in *input) (*output, error)
@@ -70,10 +97,12 @@ func (b *scripts) request(in *input) breaker.Request {
 		Known: in.known, Lease: leaseName(in.lease), Generation: in.gen, Seq: in.seq,
 		OpenFor: time.Duration(in.openFor) * time.Millisecond, Random: in.random}
 	bt := in.batch
+	us := func(n int64) time.Duration { return time.Duration(n) * time.Microsecond }
 	req.Batch = breaker.Batch{Successes: uint64(bt.ok), Failures: uint64(bt.ko), Slow: uint64(bt.slow),
-		Lead: uint64(bt.lead), Trail: uint64(bt.trail), Run: uint64(bt.run)}
-	if bt.old {
-		req.Batch.SuccessAge = time.Hour
+		Lead: uint64(bt.lead), Trail: uint64(bt.trail), Run: uint64(bt.run), SuccessAge: us(bt.okAge),
+		FailureAge: us(bt.koAge), Settle: us(bt.settle)}
+	if in.through != 0 {
+		req.SettledThrough = time.UnixMicro(in.through)
 	}
 	switch in.cmd {
 	case "open":
@@ -126,7 +155,7 @@ func toOutput(r breaker.Reply) *output {
 		wf: int64(c.WindowFailures), ws: int64(c.WindowSlowCalls), troubled: int64(c.TroubledInstances),
 		tok: int64(c.TotalSuccesses), tko: int64(c.TotalFailures), tslow: int64(c.TotalSlowCalls),
 		tstale: int64(c.TotalStale), trips: int64(c.Trips), pko: int64(c.PreviousFailures),
-		changed: r.Changed, now: r.ServerTime.UnixMilli()}
+		changed: r.Changed, now: r.ServerTime.UnixMilli(), nowUs: r.ServerTime.UnixMicro()}
 }
 
 // nonAtomic is the deliberately broken variant: it records a batch by
@@ -158,7 +187,7 @@ func (b *nonAtomic) do(ctx context.Context, in *input) (*output, error) {
 		return nil, err
 	}
 	now := clock.Val()
-	next, out, wrote := apply(s, in, now.UnixMilli())
+	next, out, wrote := apply(s, in, now.UnixMicro())
 	if !wrote {
 		return &out, nil
 	}
@@ -207,8 +236,24 @@ func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
 	s.gen, s.fl, s.probeAt, s.trips, s.at = num("gen"), num("fl"), num("probe_at"), num("trips"), num("at")
 	s.ok, s.ko, s.cf, s.hs = num("ok"), num("ko"), num("cf"), num("hs")
 	s.tok, s.tko, s.tslow, s.tstale, s.pko = num("tok"), num("tko"), num("tslow"), num("tstale"), num("pko")
-	s.lfat = num("lfat") > 0
 	s.cfat = num("cfat")
+	var run []entry
+	for _, x := range strings.Fields(h["rl"]) {
+		at, n, _ := strings.Cut(x, ":")
+		run = append(run, entry{at: parse("run time", at), n: parse("run count", n)})
+	}
+	if len(run) > maxRun {
+		return s, fmt.Errorf("decode: a run of %d entries", len(run))
+	}
+	s.setRun(run)
+	switch ri := h["ri"]; ri {
+	case "":
+		s.ri = riNone
+	case "*":
+		s.ri = riSeveral
+	default:
+		s.ri = int(parse("run instance", strings.TrimPrefix(ri, "inst-"))) + 1
+	}
 	for i := range s.seq {
 		if v, ok := h["q."+instName(i)]; ok {
 			s.seq[i] = parse("sequence", v)
@@ -241,14 +286,15 @@ func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
 
 // encode is the state hash's fields of s, as record.lua would write them.
 func encode(s state, inst int, now time.Time) []interface{} {
-	lfat := int64(0)
-	if s.lfat {
-		lfat = now.UnixMicro()
+	rl := make([]string, s.rn)
+	for i, x := range s.run[:s.rn] {
+		rl[i] = fmt.Sprintf("%d:%d", x.at, x.n)
 	}
 	return []interface{}{"st", s.st, "gen", s.gen, "fl", s.fl, "probe_at", s.probeAt, "trips", s.trips,
 		"from", s.from, "why", s.why, "by", s.by, "at", s.at, "ok", s.ok, "ko", s.ko, "cf", s.cf,
 		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstale,
-		"pko", s.pko, "ren", now.UnixMilli(), "lfat", lfat, "q." + instName(inst), s.seq[inst]}
+		"pko", s.pko, "ren", now.UnixMilli(), "rl", strings.Join(rl, " "), "ri", riName(s.ri),
+		"q." + instName(inst), s.seq[inst]}
 }
 
 // run is one run of the workload.
@@ -263,6 +309,9 @@ type run struct {
 	// serial sends the flushes meant to be sent twice at once one after
 	// the other: every operation then runs alone.
 	serial bool
+
+	// sceneSeq is the scenarios' last flush sequence, per instance.
+	sceneSeq [instances]int64
 
 	mu      sync.Mutex
 	history []porcupine.Operation
@@ -300,13 +349,20 @@ type instance struct {
 	last     []*input // the last flush, per breaker (resent as a retry)
 	lease    []int64  // a probe lease held, per breaker
 	leaseGen []int64
+	// through is Redis's time (µs) through which this instance's failures
+	// settled, per breaker, sent with the next flush (0: none), and lookAt
+	// when to look at them again (zero: no need), as a breaker keeps them.
+	through []int64
+	lookAt  []time.Time
+	recent  int // the breaker of the last operation
 }
 
 // drive runs ops operations of instance id.
 func (r *run) drive(ctx context.Context, id, ops int, seed int64) {
 	n := len(r.targets)
-	in := &instance{id: id, rng: rand.New(rand.NewSource(seed)), seen: make([]int64, n),
-		seq: make([]int64, n), last: make([]*input, n), lease: make([]int64, n), leaseGen: make([]int64, n)}
+	in := &instance{id: id, rng: rand.New(rand.NewSource(seed)),
+		seen: make([]int64, n), seq: make([]int64, n), last: make([]*input, n), lease: make([]int64, n),
+		leaseGen: make([]int64, n), through: make([]int64, n), lookAt: make([]time.Time, n)}
 	for i := 0; i < ops && !r.failed.Load(); i++ {
 		r.op(ctx, in)
 	}
@@ -315,6 +371,16 @@ func (r *run) drive(ctx context.Context, id, ops int, seed int64) {
 func (r *run) op(ctx context.Context, c *instance) {
 	rng := c.rng
 	b := rng.Intn(len(r.targets))
+	if rng.Intn(10) < 4 {
+		b = c.recent // calls come in bursts to one downstream
+	}
+	for i, at := range c.lookAt {
+		if !at.IsZero() && time.Now().After(at) {
+			b = i // failures this instance reported have settled: look again
+			break
+		}
+	}
+	c.recent = b
 	tg := r.targets[b]
 	known := c.seen[b]
 	if rng.Intn(100) == 0 {
@@ -327,17 +393,30 @@ func (r *run) op(ctx context.Context, c *instance) {
 			c.seen[b] = out.gen
 		}
 	}
+	if !c.lookAt[b].IsZero() && time.Now().After(c.lookAt[b]) {
+		c.lookAt[b] = time.Time{}
+		in.kind, in.gen, in.through = opRecord, c.seen[b], c.through[b]
+		c.through[b] = 0
+		in.batch.settle = settleOf(tg.pol, c.id)
+		c.seq[b]++
+		in.seq = c.seq[b]
+		c.last[b] = in
+		see(r.call(ctx, c.id, in))
+		return
+	}
 	if c.lease[b] != 0 && rng.Intn(10) < 7 {
 		// report the probe, or give up its lease (it expires)
 		if rng.Intn(10) < 8 {
 			in.kind = opRecord
-			in.lease, in.gen = c.lease[b], c.leaseGen[b]
+			in.lease, in.gen, in.through = c.lease[b], c.leaseGen[b], c.through[b]
+			c.through[b] = 0
 			switch x := rng.Intn(20); {
 			case x < 13:
-				in.batch = batch{ok: 1, slow: int64(rng.Intn(4) / 3)}
+				in.batch = batch{ok: 1, slow: int64(rng.Intn(4) / 3), okAge: rng.Int63n(200)}
 			case x < 18:
-				in.batch = batch{ko: 1, lead: 1, trail: 1}
+				in.batch = batch{ko: 1, lead: 1, trail: 1, koAge: rng.Int63n(200)}
 			}
+			in.batch.settle = settleOf(tg.pol, c.id)
 			c.seq[b]++
 			in.seq = c.seq[b]
 			c.last[b] = in
@@ -346,8 +425,8 @@ func (r *run) op(ctx context.Context, c *instance) {
 		c.lease[b] = 0
 		return
 	}
-	switch x := rng.Intn(100); {
-	case x < 30:
+	switch x := rng.Intn(200); {
+	case x < 50:
 		in.kind = opAcquire
 		in.lease = r.leaseID.Add(1)
 		out := r.call(ctx, c.id, in)
@@ -355,31 +434,31 @@ func (r *run) op(ctx context.Context, c *instance) {
 		if out != nil && out.verdict == "probe" {
 			c.lease[b], c.leaseGen[b] = in.lease, out.gen
 		}
-	case x < 62:
+	case x < 140:
 		r.flush(ctx, c, b, in, false)
-	case x < 65:
+	case x < 146:
 		r.flush(ctx, c, b, in, true)
-	case x < 71:
+	case x < 156:
 		if prev := c.last[b]; prev != nil {
 			// a retry of the last flush: the same instance and sequence
 			see(r.call(ctx, c.id, prev))
 		}
-	case x < 72:
+	case x < 157:
 		in.kind = opForce
 		switch y := rng.Intn(100); {
-		case y < 15:
+		case y < 20:
 			in.cmd = "reset"
-		case y < 50:
+		case y < 60:
 			in.cmd = "close"
-		case y < 80:
+		case y < 85:
 			in.cmd, in.openFor = "open", int64(5+rng.Intn(20))
-		case y < 90:
+		case y < 92:
 			in.cmd = "open"
 		default:
 			in.cmd = "disable"
 		}
 		see(r.call(ctx, c.id, in))
-	case x < 88:
+	case x < 178:
 		in.kind = opRead
 		see(r.call(ctx, c.id, in))
 	default:
@@ -393,14 +472,25 @@ func (r *run) op(ctx context.Context, c *instance) {
 func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bool) {
 	rng := c.rng
 	in.kind = opRecord
-	// The downstream goes through phases of 250 operations (of all
-	// instances): healthy, failing, slow.
+	// The downstream goes through phases (operations of all instances):
+	// healthy (200), down (300), failing (250), slow (250), split (300: it
+	// fails for half the instances only, as over a bad network path), and
+	// down for longer (800).
 	fail, slow := 20, 10
-	switch r.calls.Load() / 250 % 3 {
-	case 1:
-		fail, slow = 70, 10
-	case 2:
+	switch phase := r.calls.Load() % 2100; {
+	case phase >= 1300:
+		fail, slow = 100, 10
+	case phase >= 1000:
+		fail, slow = 2, 10
+		if c.id%2 == 0 {
+			fail = 98
+		}
+	case phase >= 750:
 		fail, slow = 10, 95
+	case phase >= 500:
+		fail, slow = 70, 10
+	case phase >= 200:
+		fail, slow = 100, 10
 	}
 	var bt breaker.Batch
 	for i, n := 0, rng.Intn(7); i < n; i++ { // 0 outcomes: a request to catch up
@@ -411,7 +501,27 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 		bt.Add(o, rng.Intn(100) < slow)
 	}
 	in.batch = batch{ok: int64(bt.Successes), ko: int64(bt.Failures), slow: int64(bt.Slow),
-		lead: int64(bt.Lead), trail: int64(bt.Trail), run: int64(bt.Run), old: bt.Successes > 0 && rng.Intn(5) == 0}
+		lead: int64(bt.Lead), trail: int64(bt.Trail), run: int64(bt.Run), settle: settleOf(in.pol, c.id)}
+	// When the outcomes happened: within the last flush interval (the last
+	// 200µs for outcomes reported one by one), or later for a batch that
+	// waited (a flush that failed and was sent again); now and then a
+	// success an hour old.
+	settle := in.batch.settle
+	span := max(settle, 200)
+	if rng.Intn(5) == 0 {
+		span = 4*span + 2000
+	}
+	if bt.Successes > 0 {
+		in.batch.okAge = rng.Int63n(span + 1)
+		if rng.Intn(20) == 0 {
+			in.batch.okAge = time.Hour.Microseconds()
+		}
+		if bt.Trail > 0 {
+			in.batch.koAge = rng.Int63n(min(in.batch.okAge, span) + 1)
+		}
+	} else if bt.Failures > 0 {
+		in.batch.koAge = rng.Int63n(span + 1)
+	}
 	switch x := rng.Intn(20); {
 	case x < 15:
 		in.gen = c.seen[b]
@@ -420,6 +530,7 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 	default:
 		in.gen = max(0, c.seen[b]-int64(1+rng.Intn(3))) // admitted under an older one
 	}
+	in.through, c.through[b] = c.through[b], 0
 	c.seq[b]++
 	in.seq = c.seq[b]
 	c.last[b] = in
@@ -427,31 +538,43 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 		r.call(ctx, c.id, in)
 		twice = false
 	}
+	var out *output
 	if !twice {
-		if out := r.call(ctx, c.id, in); out != nil && out.gen > c.seen[b] {
-			c.seen[b] = out.gen
-		}
+		out = r.call(ctx, c.id, in)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.call(ctx, instances+c.id, in)
+		}()
+		out = r.call(ctx, c.id, in)
+		wg.Wait()
+	}
+	if out == nil {
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.call(ctx, instances+c.id, in)
-	}()
-	r.call(ctx, c.id, in)
-	wg.Wait()
+	if out.gen > c.seen[b] {
+		c.seen[b] = out.gen
+	}
+	if bt.Failures > 0 && settle > 0 && in.pol.consecutive > 0 {
+		// As a breaker does: its failures settle through their time, and
+		// it looks again once they have (when nothing else brings them up).
+		c.through[b] = max(c.through[b], out.nowUs-in.batch.koAge)
+		c.lookAt[b] = time.Now().Add(time.Duration(settle-in.batch.koAge+500) * time.Microsecond)
+	}
 }
 
 // workload runs opsPer operations on each of the instances against the
 // targets and returns the history.
 // With one instance, every operation runs alone.
-func workload(t *testing.T, be backend, targets []target, nInstances, opsPer int, seed int64) []porcupine.Operation {
+func workload(t *testing.T, be backend, targets breakers, nInstances, opsPer int, seed int64) []porcupine.Operation {
 	t.Helper()
-	r := &run{t: t, backend: be, targets: targets, base: time.Now(), serial: nInstances == 1}
+	r := &run{t: t, backend: be, targets: targets.shared, base: time.Now(), serial: nInstances == 1}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
+	var done atomic.Bool
 	for i := 0; i < nInstances; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -459,7 +582,17 @@ func workload(t *testing.T, be backend, targets []target, nInstances, opsPer int
 			r.drive(ctx, i, opsPer, seed+int64(i))
 		}(i)
 	}
+	scenes := make(chan struct{})
+	go func() {
+		defer close(scenes)
+		// at least minRounds rounds, and more while the instances run
+		for i := 0; !r.failed.Load() && (i < minRounds || !done.Load()); i++ {
+			r.scenarios(ctx, targets.scenes)
+		}
+	}()
 	wg.Wait()
+	done.Store(true)
+	<-scenes
 	if r.failed.Load() {
 		t.FailNow()
 	}
