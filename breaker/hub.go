@@ -364,13 +364,16 @@ func (b *Breaker) answer(o op, res Op) {
 		// Look again once these failures have settled: they may trip the
 		// breaker then, with no other outcome to bring them up.
 		through := res.Reply.ServerTime.Add(-o.f.batch.FailureAge)
+		due := time.Now().Add(o.f.batch.Settle - o.f.batch.FailureAge + settleMargin)
 		b.mu.Lock()
 		b.catchUp = true
 		if through.After(b.settled) {
-			b.settled = through
+			// Said to the store only once it is true: a report sent sooner
+			// must not count other instances' failures as settled.
+			b.settled, b.settledDue = through, due
 		}
 		b.mu.Unlock()
-		b.hub.scheduleAt(b, time.Now().Add(o.f.batch.Settle-o.f.batch.FailureAge+settleMargin))
+		b.hub.scheduleAt(b, due)
 	}
 }
 

@@ -254,7 +254,8 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	default:
 		c := b.cell.Load()
 		batch := c.take(false)
-		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 {
+		settled := !b.settled.IsZero() && !now.Before(b.settledDue)
+		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !settled {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch}
@@ -265,8 +266,10 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		f.waiters, b.waiters = b.waiters, nil
 	}
 	f.batch.Settle = b.settle()
-	f.through = b.settled
-	b.settled = time.Time{}
+	if !b.settled.IsZero() && !now.Before(b.settledDue) {
+		f.through = b.settled
+		b.settled = time.Time{}
+	}
 	b.catchUp = false
 	f.seq = b.nextSeq(now)
 	b.inflight = f
