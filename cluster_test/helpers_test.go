@@ -63,6 +63,12 @@ func startFleet(t *testing.T, r *fleet.Redis, cfg fleetConfig) []*member {
 		t.Cleanup(func() { _ = st.Close() })
 		s := cfg.settings
 		s.Instance = id
+		if s.Reporting == breaker.ReportBatched && s.FlushInterval == 0 {
+			// These tests follow each outcome's effect call by call: report
+			// each before Done returns (batched reporting is tested in the
+			// library's own tests and in the service scenarios).
+			s.Reporting = breaker.ReportSync
+		}
 		b, err := breaker.New(cfg.name, st, s)
 		if err != nil {
 			t.Fatalf("breaker.New: %v", err)
@@ -88,6 +94,13 @@ func (r *recorder) add(e breaker.Event) {
 }
 
 // all returns the events so far, oldest first.
+// reset forgets the events so far.
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.evs = nil
+	r.mu.Unlock()
+}
+
 func (r *recorder) all() []breaker.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -25,12 +25,9 @@ import (
 
 // exactlyOnceReporting says that the core delivers every outcome exactly
 // once, including those made while an instance could not reach Redis
-// (batched reporting that waits for Redis instead of dropping counts).
-// While false, TestServicesInstanceCutOffFromRedis checks only that no
-// outcome is counted twice and that the lost ones are accounted for as
-// unreported; set it to true once the core delivers them late, and the
-// test demands exact totals.
-const exactlyOnceReporting = false
+// (batched reporting waits for Redis instead of dropping counts), so
+// TestServicesInstanceCutOffFromRedis demands exact totals.
+const exactlyOnceReporting = true
 
 const (
 	// servicesWithin bounds each wait for the fleet: generous, for a busy
