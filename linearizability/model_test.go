@@ -353,11 +353,13 @@ func (e *exec) acquire() output {
 // only, of the generation the instance knows, for a closed breaker with no
 // run of failures, no rate policy and no quorum, when the store does not ask
 // for the keys' expiry to be renewed; the arguments as the store formats
-// them (FailureRate "0", Quorum "1", Lease "", Known as the stored gen).
+// them (FailureRate "0", Quorum "1", Lease "", Known as the stored gen;
+// the policies' buckets are in range).
 func fast(s *state, in *input) bool {
 	p, b := in.pol, in.batch
 	return in.kind == opRecord && p.rate == 0 && p.slowRate == 0 && max(1, p.quorum) == 1 &&
-		in.lease == 0 && b.ko == 0 && b.slow == 0 && b.ok > 0 && !in.renew &&
+		in.lease == 0 && b.ko == 0 && b.slow == 0 && b.lead == 0 && b.trail == 0 && b.run == 0 && b.ok > 0 &&
+		!in.renew && p.window >= 1 &&
 		s.exists && s.st == "closed" && s.gen == in.known && s.cf == 0 && s.rn == 0 &&
 		s.fl >= 1 && s.fl <= s.gen && (in.gen == 0 || in.gen >= s.fl && in.gen <= s.gen) &&
 		in.seq > s.seq[in.inst]
