@@ -22,6 +22,14 @@ const (
 	opsPer = 2000
 	// checkTimeout bounds porcupine's check of one history.
 	checkTimeout = time.Minute
+	// minShort is the least number of short answers (the record script's
+	// fast path) a history must hold.
+	minShort = 300
+	// idleExpiry is the stores' IdleExpiry: short, so that each instance
+	// asks for the keys' expiry to be renewed every quarter of a second
+	// (and the record script then takes its full path), long enough that
+	// the keys of a breaker in use never expire.
+	idleExpiry = 2 * time.Second
 )
 
 // newScripts starts a redis-server and returns the real backend on it,
@@ -35,12 +43,16 @@ func newScripts(t *testing.T) (*scripts, *redis.Client, breakers) {
 		o.PoolSize = 4 * instances
 		o.ContextTimeoutEnabled = true
 	})
-	st, err := store.New(client, store.Options{Prefix: "lin", Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	client.AddHook(renewHook{})
+	be := &scripts{settings: map[*policy]*breaker.Settings{}}
+	for i := 0; i < instances; i++ {
+		st, err := store.New(client, store.Options{Prefix: "lin", Timeout: 10 * time.Second, IdleExpiry: idleExpiry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		be.stores = append(be.stores, st)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	be := &scripts{st: st, settings: map[*policy]*breaker.Settings{}}
 	var targets breakers
 	for i, p := range policies {
 		be.settings[p] = settings(p)
@@ -145,11 +157,17 @@ func cover(t *testing.T, history []porcupine.Operation, info porcupine.Lineariza
 	}
 	t.Logf("runs of failures (shared breakers+scenarios): %s", strings.Join(runs, ", "))
 	verdicts, reasons, kinds := map[string]int{}, map[string]int{}, map[string]int{}
-	quorum := 0
+	quorum, short, renew := 0, 0, 0
 	for _, op := range history {
 		in, out := op.Input.(*input), op.Output.(*output)
 		kinds[in.kind.String()]++
 		verdicts[out.verdict]++
+		if out.short {
+			short++
+		}
+		if in.renew {
+			renew++
+		}
 		if out.changed {
 			reasons[out.why]++
 		}
@@ -161,6 +179,10 @@ func cover(t *testing.T, history []porcupine.Operation, info porcupine.Lineariza
 	t.Logf("verdicts: %v", verdicts)
 	t.Logf("transitions made: %v", reasons)
 	t.Logf("replies with a quorum of troubled instances: %d", quorum)
+	t.Logf("short answers (the fast path): %d of %d records; renewals asked: %d", short, kinds["record"], renew)
+	if short < minShort {
+		t.Errorf("%d short answers in the history, want at least %d", short, minShort)
+	}
 	if quorum == 0 {
 		t.Errorf("no reply with a quorum of troubled instances in the history")
 	}

@@ -19,6 +19,16 @@ import (
 // buckets slide, failures settle and successes end the runs of failures
 // that happened before them) is decided as the script decided it. Steps are
 // pure: they take a state and return a new one.
+//
+// A record takes the fast path of lua/fast.lua when the stored state and
+// the request allow it, and the model decides that exactly as fast.lua
+// does, from the state and the request alone (not from time): the store
+// then answers in short (verdict, state, generation) and without its clock,
+// so that such an operation bounds no clock (see step). The idle expiry of
+// the keys (field ren, and the renewal an instance asks for) is not in the
+// model: it shows in no reply, and a run is far shorter than the expiry;
+// what the request asked (ARGV[33]) decides the fast path, and the model
+// takes it from the request.
 
 const (
 	// instances is how many instances share each breaker.
@@ -88,6 +98,7 @@ type input struct {
 	seq     int64 // record
 	batch   batch
 	through int64  // record: Redis's time (µs) through which failures settled (0: none)
+	renew   bool   // record: the store asked the script to renew the keys' expiry (ARGV[33])
 	cmd     string // force: open, close, disable, reset
 	openFor int64  // force open: ms
 	random  float64
@@ -104,6 +115,9 @@ type output struct {
 	changed                           bool
 	now                               int64 // Redis's clock (ms)
 	nowUs                             int64 // Redis's clock (µs)
+	// short marks the record script's short answer (lua/fast.lua): only
+	// verdict, st and gen are given, and no clock (now and nowUs are 0).
+	short bool
 }
 
 type lease struct{ id, exp int64 } // id 0: none
@@ -335,7 +349,43 @@ func (e *exec) acquire() output {
 	return e.reply("allow", 0, "")
 }
 
+// fast reports whether lua/fast.lua counts in on s: a batch of successes
+// only, of the generation the instance knows, for a closed breaker with no
+// run of failures, no rate policy and no quorum, when the store does not ask
+// for the keys' expiry to be renewed; the arguments as the store formats
+// them (FailureRate "0", Quorum "1", Lease "", Known as the stored gen;
+// the policies' buckets are in range).
+func fast(s *state, in *input) bool {
+	p, b := in.pol, in.batch
+	return in.kind == opRecord && p.rate == 0 && p.slowRate == 0 && max(1, p.quorum) == 1 &&
+		in.lease == 0 && b.ko == 0 && b.slow == 0 && b.lead == 0 && b.trail == 0 && b.run == 0 && b.ok > 0 &&
+		!in.renew && p.window >= 1 &&
+		s.exists && s.st == "closed" && s.gen == in.known && s.cf == 0 && s.rn == 0 &&
+		s.fl >= 1 && s.fl <= s.gen && (in.gen == 0 || in.gen >= s.fl && in.gen <= s.gen) &&
+		in.seq > s.seq[in.inst]
+}
+
+// fastRecord is lua/fast.lua's write and short answer.
+func (e *exec) fastRecord() output {
+	in, s := e.in, &e.s
+	s.ok += in.batch.ok
+	s.tok += in.batch.ok
+	s.seq[in.inst] = in.seq
+	e.hit(hitFast)
+	return output{verdict: "counted", st: "closed", gen: s.gen, short: true}
+}
+
 func (e *exec) record() (output, bool) {
+	if fast(&e.s, e.in) {
+		return e.fastRecord(), true
+	}
+	if e.in.renew {
+		r := *e.in
+		r.renew = false
+		if fast(&e.s, &r) {
+			e.hit(hitRenew)
+		}
+	}
 	e.load(false)
 	in, s, b := e.in, &e.s, e.in.batch
 	if in.seq > 0 && in.seq <= s.seq[in.inst] {
@@ -575,18 +625,20 @@ const (
 	hitTripThrough                  // ... that SettledThrough made
 	hitTripLook                     // ... by an empty batch (failures that settled since)
 	hitTripSettled                  // ... by a batch without failures
+	hitFast                         // a batch counted by the fast path (lua/fast.lua)
+	hitRenew                        // a batch the fast path would have counted, but for a renewal asked
 )
 
 // sharedHits are those the instances' random operations on the shared
 // breakers come to in every run (the scenarios come to all of them).
 const sharedHits = hitSettle0 | hitSettle | hitThrough | hitDropNone | hitDropSome | hitDropAll |
-	hitUnsettled | hitMerge | hitLook | hitTripOne | hitTripSeveral | hitTripLook
+	hitUnsettled | hitMerge | hitLook | hitTripOne | hitTripSeveral | hitTripLook | hitFast | hitRenew
 
 var hitNames = [...]string{"settle 0", "settle > 0", "settled through", "success older than the run",
 	"success ended part of the run", "success ended the run", "success ended an unsettled run",
 	"unsettled run", "run entries merged", "empty batch looked", "trip: one instance's run",
 	"trip: several instances' run", "trip: settled through", "trip: empty batch",
-	"trip: batch without failures"}
+	"trip: batch without failures", "fast path", "full script for a renewal"}
 
 func (e *exec) hit(h hits) { e.hits |= h }
 
@@ -737,10 +789,12 @@ func trace(s state, in *input, nowUs int64) (state, output, bool, hits) {
 // step is the model's step: in may take effect on s when the script's
 // clock did not go back and the model answers what the store answered.
 func step(s state, in *input, out *output) (bool, state) {
-	if in.kind != opRead {
+	if in.kind != opRead && !out.short {
 		// Redis runs one script at a time, in the order of its clock. A
 		// plain read's clock is read just before its HMGET, in the same
-		// round trip but not atomically with it, so it bounds nothing.
+		// round trip but not atomically with it, so it bounds nothing; nor
+		// does a short answer, which carries no clock (the fast path it
+		// comes from reads no clock either).
 		if out.nowUs < s.last {
 			return false, s
 		}
@@ -821,6 +875,13 @@ func describe(in *input, out *output) string {
 	}
 	if in.known != 0 {
 		fmt.Fprintf(&b, " known %d", in.known)
+	}
+	if in.renew {
+		b.WriteString(" renew")
+	}
+	if out.short {
+		fmt.Fprintf(&b, " -> %s %s gen %d (short)", out.verdict, out.st, out.gen)
+		return b.String()
 	}
 	fmt.Fprintf(&b, " -> %s %s gen %d cf %d tok %d tko %d stale %d at %dµs", out.verdict, out.st, out.gen,
 		out.cf, out.tok, out.tko, out.tstale, out.nowUs)

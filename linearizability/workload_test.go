@@ -86,10 +86,41 @@ type backend interface {
 	do(ctx context.Context, in *input) (*output, error)
 }
 
-// scripts is the real thing: the store's scripts and its plain read.
+// scripts is the real thing: the store's scripts and its plain read. Each
+// instance has a store of its own, as each process of a fleet has.
 type scripts struct {
-	st       *store.Store
+	stores   []*store.Store // by instance
 	settings map[*policy]*breaker.Settings
+}
+
+// sentKey is the context key of where renewHook puts ARGV[33] of a record.
+type sentKey struct{}
+
+// renewHook takes note of what the store asked the record script about the
+// keys' expiry (ARGV[33]: 1 to renew them): the script's fast path depends
+// on it, and the store decides it by itself (once per eighth of the idle
+// expiry, per process and breaker).
+type renewHook struct{}
+
+func (renewHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (renewHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (renewHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if sent, ok := ctx.Value(sentKey{}).(*string); ok {
+			// EVALSHA (or EVAL) script numkeys key... arg...
+			args := cmd.Args()
+			if len(args) > 3 {
+				if n, err := strconv.Atoi(fmt.Sprint(args[2])); err == nil && n >= 0 && len(args) >= 3+n+33 {
+					*sent = fmt.Sprint(args[3+n+32])
+				}
+			}
+		}
+		return next(ctx, cmd)
+	}
 }
 
 func (b *scripts) request(in *input) breaker.Request {
@@ -117,22 +148,30 @@ func (b *scripts) request(in *input) breaker.Request {
 	return req
 }
 
+// do carries out in with the store of its instance; a record's in learns
+// whether the store asked for the keys' expiry to be renewed.
 func (b *scripts) do(ctx context.Context, in *input) (*output, error) {
 	req := b.request(in)
+	st := b.stores[in.inst]
 	var rep breaker.Reply
 	var err error
 	switch in.kind {
 	case opAcquire:
-		rep, err = b.st.Acquire(ctx, req)
+		rep, err = st.Acquire(ctx, req)
 	case opRecord:
-		rep, err = b.st.Record(ctx, req)
+		var sent string
+		rep, err = st.Record(context.WithValue(ctx, sentKey{}, &sent), req)
+		if err == nil && sent != "0" && sent != "1" {
+			err = fmt.Errorf("record sent ARGV[33] %q, want 0 or 1", sent)
+		}
+		in.renew = sent == "1"
 	case opForce:
-		rep, err = b.st.Force(ctx, req)
+		rep, err = st.Force(ctx, req)
 	case opReadFull:
 		req.Full = true
-		rep, err = b.st.Read(ctx, req)
+		rep, err = st.Read(ctx, req)
 	case opRead:
-		rep, err = b.st.Read(ctx, req)
+		rep, err = st.Read(ctx, req)
 	}
 	if err != nil {
 		return nil, err
@@ -143,6 +182,9 @@ func (b *scripts) do(ctx context.Context, in *input) (*output, error) {
 func stateName(s breaker.State) string { return strings.ReplaceAll(s.String(), "-", "_") }
 
 func toOutput(r breaker.Reply) *output {
+	if r.Short {
+		return &output{verdict: string(r.Verdict), st: stateName(r.State), gen: r.Generation, short: true}
+	}
 	c := r.Counts
 	wait := int64(-1)
 	if r.Wait >= 0 {
@@ -160,9 +202,11 @@ func toOutput(r breaker.Reply) *output {
 
 // nonAtomic is the deliberately broken variant: it records a batch by
 // reading the breaker's keys in one round trip, working out the new state
-// in Go (with the model, which mirrors record.lua), and writing it back in
-// a second round trip. Everything else goes to the real scripts. Run alone
-// it is correct; run concurrently it loses updates.
+// in Go (with the model, which mirrors fast.lua and record.lua), and writing
+// it back in a second round trip. Everything else goes to the real
+// scripts. Run alone it is correct; run concurrently it loses updates. It
+// never asks for a renewal, and leaves the keys' expiry and its field ren
+// to the real scripts.
 type nonAtomic struct {
 	scripts
 	client *redis.Client
@@ -172,7 +216,7 @@ func (b *nonAtomic) do(ctx context.Context, in *input) (*output, error) {
 	if in.kind != opRecord {
 		return b.scripts.do(ctx, in)
 	}
-	keys := b.st.Keys(in.name)
+	keys := b.stores[in.inst].Keys(in.name)
 	pipe := b.client.Pipeline()
 	clock := pipe.Time(ctx)
 	hash := pipe.HGetAll(ctx, keys[0])
@@ -192,7 +236,7 @@ func (b *nonAtomic) do(ctx context.Context, in *input) (*output, error) {
 		return &out, nil
 	}
 	pipe = b.client.Pipeline()
-	pipe.HSet(ctx, keys[0], encode(next, in.inst, now)...)
+	pipe.HSet(ctx, keys[0], encode(next, in.inst)...)
 	pipe.Del(ctx, keys[1], keys[2], keys[3])
 	for i, at := range next.trouble {
 		if at != 0 {
@@ -284,8 +328,9 @@ func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
 	return s, bad
 }
 
-// encode is the state hash's fields of s, as record.lua would write them.
-func encode(s state, inst int, now time.Time) []interface{} {
+// encode is the state hash's fields of s, as record.lua would write them
+// (but ren).
+func encode(s state, inst int) []interface{} {
 	rl := make([]string, s.rn)
 	for i, x := range s.run[:s.rn] {
 		rl[i] = fmt.Sprintf("%d:%d", x.at, x.n)
@@ -293,7 +338,7 @@ func encode(s state, inst int, now time.Time) []interface{} {
 	return []interface{}{"st", s.st, "gen", s.gen, "fl", s.fl, "probe_at", s.probeAt, "trips", s.trips,
 		"from", s.from, "why", s.why, "by", s.by, "at", s.at, "ok", s.ok, "ko", s.ko, "cf", s.cf,
 		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstale,
-		"pko", s.pko, "ren", now.UnixMilli(), "rl", strings.Join(rl, " "), "ri", riName(s.ri),
+		"pko", s.pko, "rl", strings.Join(rl, " "), "ri", riName(s.ri),
 		"q." + instName(inst), s.seq[inst]}
 }
 
@@ -318,12 +363,15 @@ type run struct {
 	failed  atomic.Bool
 }
 
-// call carries out in and records it in the history.
+// call carries out in and records it in the history. The history has a
+// copy of in of its own, which the backend completes with what the store
+// decided by itself (renew).
 func (r *run) call(ctx context.Context, client int, in *input) *output {
 	if r.failed.Load() {
 		return nil
 	}
 	r.calls.Add(1)
+	in = ptr(*in)
 	start := time.Since(r.base).Nanoseconds()
 	out, err := r.backend.do(ctx, in)
 	end := time.Since(r.base).Nanoseconds()
@@ -473,14 +521,17 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 	rng := c.rng
 	in.kind = opRecord
 	// The downstream goes through phases (operations of all instances):
-	// healthy (200), down (300), failing (250), slow (250), split (300: it
-	// fails for half the instances only, as over a bad network path), and
-	// down for longer (800).
+	// healthy (200), down (300), failing (250), slow (400), split (300: it
+	// fails for half the instances only, as over a bad network path), down
+	// for longer (800), and quiet (750: hardly a failure or a slow call, the
+	// fast path's case).
 	fail, slow := 20, 10
-	switch phase := r.calls.Load() % 2100; {
-	case phase >= 1300:
+	switch phase := r.calls.Load() % 3000; {
+	case phase >= 2250:
+		fail, slow = 1, 1
+	case phase >= 1450:
 		fail, slow = 100, 10
-	case phase >= 1000:
+	case phase >= 1150:
 		fail, slow = 2, 10
 		if c.id%2 == 0 {
 			fail = 98
@@ -598,3 +649,5 @@ func workload(t *testing.T, be backend, targets breakers, nInstances, opsPer int
 	}
 	return r.history
 }
+
+func ptr[T any](v T) *T { return &v }

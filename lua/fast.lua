@@ -12,9 +12,13 @@
 -- Short reply: 1 "counted"   2 "closed"   3 generation
 do
   local A = ARGV
-  local ok = tonumber(A[23])
+  local ok, window, buckets = tonumber(A[23]), tonumber(A[9]), tonumber(A[10])
+  -- a batch of successes only has no run of failures either, and window and
+  -- buckets are in range: else the full script reports them (BWARGS)
   if A[6] == '0' and A[7] == '0' and A[11] == '1' and A[21] == '' and A[24] == '0'
-      and A[25] == '0' and A[33] == '0' and ok and ok > 0 and ok < 1e15 then
+      and A[25] == '0' and A[26] == '0' and A[27] == '0' and A[28] == '0' and A[33] == '0'
+      and ok and ok > 0 and ok < 1e15 and window and window >= 1 and buckets and buckets >= 1
+      and buckets <= 1000 and buckets == math.floor(buckets) then
     local f = redis.call('HMGET', KEYS[1], 'st', 'gen', 'fl', 'rl', 'cf', 'q.' .. A[3], 'ok', 'tok')
     -- the values it uses as numbers: decimal digits only, as lib.lua's count()
     local digits = f[2] and f[3] and f[7] and f[8] and (f[6] == false or not string.find(f[6], '%D'))

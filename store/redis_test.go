@@ -18,6 +18,7 @@ import (
 
 	"github.com/breakwater-go/breakwater/breaker"
 	"github.com/breakwater-go/breakwater/internal/redistest"
+	"github.com/breakwater-go/breakwater/lua"
 	"github.com/breakwater-go/breakwater/store"
 )
 
@@ -340,6 +341,88 @@ func TestRedisRecordBatch(t *testing.T) {
 		"Changed", r.Changed, true, "TotalStale", c.TotalStale, uint64(0),
 		"TotalFailures", c.TotalFailures, uint64(4), "TotalSuccesses", c.TotalSuccesses, uint64(1),
 		"PreviousFailures", c.PreviousFailures, uint64(4))
+}
+
+// TestRedisFastPathArguments: a request the record script's fast path
+// (lua/fast.lua) would count but for an argument the full script rejects
+// gets the full script's error, whether or not the store asks for a
+// renewal (which sends it to the full script), and changes nothing: a
+// batch of successes with a run of failures, a window or buckets out of
+// range.
+func TestRedisFastPathArguments(t *testing.T) {
+	const name = "fast"
+	s := fleetSettings(time.Minute, time.Minute)
+	s.SlowCallRate = 0 // the fast path: no rate policy, no quorum
+	e := newFleetEnv(t, store.Options{}, s)
+	ctx := context.Background()
+	gen := e.read(name).Generation
+	seq := int64(0)
+	success := func(b breaker.Batch) (breaker.Reply, error) {
+		q := e.req(name, "i1")
+		q.Known, q.Generation = gen, gen
+		seq++
+		q.Seq, q.Batch = seq, b
+		return e.st.Record(ctx, q)
+	}
+	hash := func() map[string]string {
+		h, err := e.raw.HGetAll(ctx, e.st.Keys(name)[0]).Result()
+		if err != nil {
+			t.Fatalf("HGETALL: %v", err)
+		}
+		return h
+	}
+	unchanged := func(step string, before map[string]string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "BWARGS") {
+			t.Errorf("%s: got %v, want a BWARGS error", step, err)
+		}
+		if after := hash(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("%s: state hash\n%v\nwant it unchanged\n%v", step, after, before)
+		}
+	}
+	bad := breaker.Batch{Successes: 1, Lead: 1} // a run of failures in a batch without failures
+	before := hash()
+	_, err := success(bad) // the store's first report asks for a renewal: the full script
+	unchanged("first report, lead 1 without failures", before, err)
+	if r, err := success(breaker.Batch{Successes: 1}); err != nil || !r.Short {
+		t.Fatalf("a batch of one success: %+v, %v; want a short answer (the fast path)", r, err)
+	}
+	for _, b := range []breaker.Batch{{Successes: 1, Lead: 1}, {Successes: 2, Trail: 1}, {Successes: 3, Run: 2}} {
+		before = hash()
+		_, err = success(b)
+		unchanged(fmt.Sprintf("batch %+v", b), before, err)
+	}
+
+	// The script itself, with the arguments the store sends for a batch of
+	// one success the fast path counts, but one (settings the store does
+	// not check, a batch breaker.Batch.Add never makes).
+	args := func(seq int64) []interface{} {
+		return []interface{}{e.st.Channel(), name, "i2", "86400000", "3", "0", "0", "20", "60000", "10", "1", "1",
+			"1", "60000", "60000", "60000", "0", "0.5", gen, gen, "", seq, "1", "0", "0", "0", "0", "0", "0", "0",
+			"0", "0", "0"}
+	}
+	script := redis.NewScript(lua.Record())
+	seq = 1
+	res, err := script.Run(ctx, e.raw, e.st.Keys(name), args(seq)...).Slice()
+	if err != nil || len(res) != 3 {
+		t.Fatalf("the script with the store's arguments: %v, %v; want a short answer", res, err)
+	}
+	for _, c := range []struct {
+		arg  int // ARGV index
+		val  string
+		what string
+	}{
+		{9, "0", "window"}, {10, "0", "window buckets"}, {10, "1001", "window buckets"},
+		{10, "1.5", "window buckets"}, {26, "1", "leading failures"}, {27, "1", "trailing failures"},
+		{28, "1", "longest run"},
+	} {
+		seq++
+		a := args(seq)
+		a[c.arg-1] = c.val
+		before = hash()
+		_, err := script.Run(ctx, e.raw, e.st.Keys(name), a...).Result()
+		unchanged(fmt.Sprintf("ARGV[%d] (%s) %q", c.arg, c.what, c.val), before, err)
+	}
 }
 
 // TestRedisServerTime: every reply carries Redis's clock when it answered,
