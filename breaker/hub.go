@@ -402,6 +402,11 @@ func (b *Breaker) storeFailedFor(err error, o op) {
 		}
 	}
 	b.mu.Unlock()
+	// On the fallback before the waiting callers go: their next call must
+	// be decided locally.
+	if !errors.Is(err, ErrClosed) && !(errors.Is(err, context.Canceled) && b.hub.ctx.Err() != nil) {
+		b.storeFailed(err)
+	}
 	for _, ch := range waiters {
 		close(ch)
 	}
@@ -411,7 +416,6 @@ func (b *Breaker) storeFailedFor(err error, o op) {
 	if errors.Is(err, context.Canceled) && b.hub.ctx.Err() != nil {
 		return
 	}
-	b.storeFailed(err)
 	h := b.hub
 	h.mu.Lock()
 	due := time.Now().Add(retryDelay)
