@@ -39,14 +39,14 @@ type Breaker struct {
 	events   eventQueue // events on their way to the listeners; the local breaker's state
 
 	// hub state, guarded by the hub's mutex
-	queued   bool      // in the hub's flush queue
-	due      time.Time // when the queued flush is due
-	urgent   bool      // flush at once
-	heapIdx  int       // index in the hub's flush heap, -1 when not in it
-	readWant bool      // a read is asked for
-	readGen  int64     // the announced generation the read follows (0: none)
-	refresh  time.Time // when the next periodic read is due
-	refIdx   int       // index in the hub's refresh heap
+	queued   atomic.Bool // in the hub's flush queue (set under the hub's mutex; read without it)
+	due      time.Time   // when the queued flush is due
+	urgent   atomic.Bool // its queued report is due at once
+	heapIdx  int         // index in the hub's flush heap, -1 when not in it
+	readWant bool        // a read is asked for
+	readGen  int64       // the announced generation the read follows (0: none)
+	refresh  time.Time   // when the next periodic read is due
+	refIdx   int         // index in the hub's refresh heap
 
 	mu           sync.Mutex
 	viewVersion  uint64 // counts adopted views
@@ -303,7 +303,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 		fed = true
 	}
 	if p.lease != "" {
-		b.probeDone(ctx, p, o, slow)
+		b.probeDone(p, o, slow)
 		return
 	}
 	if o == Ignored {
@@ -311,7 +311,7 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	}
 	urgent := b.record(p.gen, o, slow, fed)
 	if b.s.Reporting == ReportSync || o == Failure && urgent {
-		b.flushAndWait(ctx)
+		b.flushAndWait()
 		return
 	}
 	b.hub.schedule(b, urgent)
@@ -333,7 +333,7 @@ func (b *Breaker) feedOne(o Outcome, slow bool) {
 
 // probeDone reports a probe's result (or releases its lease) and waits for
 // the store's answer, so that the prober's next call sees its effect.
-func (b *Breaker) probeDone(ctx context.Context, p *Permit, o Outcome, slow bool) {
+func (b *Breaker) probeDone(p *Permit, o Outcome, slow bool) {
 	f := &flush{gen: p.gen, lease: p.lease}
 	f.batch.Add(o, slow)
 	ch := make(chan struct{})
@@ -342,22 +342,22 @@ func (b *Breaker) probeDone(ctx context.Context, p *Permit, o Outcome, slow bool
 	b.probes = append(b.probes, f)
 	b.mu.Unlock()
 	b.hub.schedule(b, true)
-	b.wait(ctx, ch)
+	b.wait(ch)
 }
 
 // flushAndWait reports what is pending now and waits for the store's answer.
-func (b *Breaker) flushAndWait(ctx context.Context) {
+func (b *Breaker) flushAndWait() {
 	ch := make(chan struct{})
 	b.mu.Lock()
 	b.waiters = append(b.waiters, ch)
 	b.mu.Unlock()
 	b.hub.schedule(b, true)
-	b.wait(ctx, ch)
+	b.wait(ch)
 }
 
 // wait waits for ch, at most a few store timeouts: a report that could not
 // be delivered stays pending, and Done returns.
-func (b *Breaker) wait(_ context.Context, ch chan struct{}) {
+func (b *Breaker) wait(ch chan struct{}) {
 	select {
 	case <-ch:
 	case <-b.hub.done:

@@ -278,6 +278,23 @@ func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	}
 }
 
+// quiet waits until the client has made no round trip for 100ms (at most
+// fleetWait): what the setup started has ended.
+func (h *pipelineHook) quiet(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(fleetWait)
+	last := h.trips.Load()
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		n := h.trips.Load()
+		if n == last {
+			return
+		}
+		last = n
+	}
+	t.Fatalf("the client kept making round trips for %v", fleetWait)
+}
+
 // manyBreakers makes n breakers on one store whose client hook counts
 // round trips, each having learnt its shared state.
 func manyBreakers(t *testing.T, srv *redistest.Server, n int, s breaker.Settings, o store.Options) (*store.Store, []*breaker.Breaker, *pipelineHook) {
@@ -320,13 +337,13 @@ func TestResubscribeReadsInBatches(t *testing.T) {
 	_, _, h := manyBreakers(t, srv, n, s, o)
 	raw := srv.Client(t)
 	// Let the first reads (after the first subscription) and flushes end.
-	time.Sleep(500 * time.Millisecond)
+	h.quiet(t)
 	trips, reads := h.trips.Load(), h.reads.Load()
 	if err := raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatalf("CLIENT KILL: %v", err)
 	}
 	fleetPoll(t, "every breaker re-read", func() bool { return h.reads.Load()-reads >= n })
-	time.Sleep(200 * time.Millisecond)
+	h.quiet(t) // and any round trip that follows them
 	if got, most := h.trips.Load()-trips, int64(n/100); got > most {
 		t.Errorf("re-reading %d breakers after a resubscription took %d round trips, want at most %d", n, got, most)
 	} else {
@@ -349,7 +366,7 @@ func TestForgedAnnouncementsAreCheap(t *testing.T) {
 	s := breaker.Settings{RefreshInterval: interval}
 	st, bs, h := manyBreakers(t, srv, n, s, o)
 	raw := srv.Client(t)
-	time.Sleep(200 * time.Millisecond)
+	h.quiet(t)
 	reads := h.reads.Load()
 	began := time.Now()
 	tick := time.NewTicker(time.Millisecond)

@@ -37,8 +37,8 @@ type hub struct {
 
 	mu       sync.Mutex
 	members  int
-	flushes  flushHeap   // breakers with a report or read due
-	refresh  refreshHeap // every breaker, by its next periodic read
+	flushes  breakerHeap // breakers with a report or read due, by due
+	refresh  breakerHeap // every breaker, by its next periodic read
 	reads    []*Breaker  // reads asked for now (announcements)
 	spread   []*Breaker  // reads after a resubscription, spread out
 	spreadAt time.Time
@@ -59,7 +59,10 @@ func joinHub(st Store, b *Breaker) *hub {
 		h = hubs.m[st]
 	}
 	if h == nil {
-		h = &hub{store: st, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		h = &hub{store: st, done: make(chan struct{}), wake: make(chan struct{}, 1),
+			flushes: breakerHeap{at: func(b *Breaker) time.Time { return b.due }, idx: func(b *Breaker) *int { return &b.heapIdx }},
+			refresh: breakerHeap{at: func(b *Breaker) time.Time { return b.refresh }, idx: func(b *Breaker) *int { return &b.refIdx }},
+		}
 		h.ctx, h.stop = context.WithCancel(context.Background())
 		if comparable {
 			hubs.m[st] = h
@@ -85,7 +88,7 @@ func (h *hub) leave(b *Breaker) {
 	if b.refIdx >= 0 {
 		heap.Remove(&h.refresh, b.refIdx)
 	}
-	b.queued = false
+	b.queued.Store(false)
 	h.members--
 	last := h.members == 0
 	h.mu.Unlock()
@@ -106,31 +109,23 @@ func (h *hub) signal() {
 }
 
 // schedule asks for b's report: at once when urgent, else after its flush
-// interval. It costs a lock only when b is not yet waiting for a report.
+// interval. A breaker already waiting for its report costs atomic loads:
+// the hot path takes no lock shared with other breakers.
 func (h *hub) schedule(b *Breaker, urgent bool) {
-	h.mu.Lock()
-	if b.queued && (!urgent || b.urgent) {
-		h.mu.Unlock()
+	if b.queued.Load() && (!urgent || b.urgent.Load()) {
 		return
 	}
-	now := time.Now()
 	// A batch is sent a little before its interval ends, so that it arrives
 	// within the interval: the store lets failures settle for that long.
-	due := now.Add(max(b.s.FlushInterval-settleMargin, b.s.FlushInterval/2))
+	due := time.Now().Add(max(b.s.FlushInterval-settleMargin, b.s.FlushInterval/2))
 	if urgent {
-		due = now
-		b.urgent = true
+		due = time.Now()
 	}
-	if b.heapIdx >= 0 {
-		if due.Before(b.due) {
-			b.due = due
-			heap.Fix(&h.flushes, b.heapIdx)
-		}
-	} else {
-		b.due = due
-		heap.Push(&h.flushes, b)
+	h.mu.Lock()
+	if urgent {
+		b.urgent.Store(true)
 	}
-	b.queued = true
+	h.queueLocked(b, due)
 	h.mu.Unlock()
 	// The hub may sleep past this breaker's due time: wake it to look again.
 	h.signal()
@@ -139,22 +134,25 @@ func (h *hub) schedule(b *Breaker, urgent bool) {
 // scheduleAt asks for b's report at due at the latest.
 func (h *hub) scheduleAt(b *Breaker, due time.Time) {
 	h.mu.Lock()
-	if b.closed.Load() {
-		h.mu.Unlock()
-		return
-	}
-	if b.heapIdx >= 0 {
+	h.queueLocked(b, due)
+	h.mu.Unlock()
+	h.signal()
+}
+
+// queueLocked puts b in the flush queue, due at due at the latest, unless
+// it is closed; the caller holds h.mu.
+func (h *hub) queueLocked(b *Breaker, due time.Time) {
+	switch {
+	case b.heapIdx >= 0:
 		if due.Before(b.due) {
 			b.due = due
 			heap.Fix(&h.flushes, b.heapIdx)
 		}
-	} else {
+	case !b.closed.Load():
 		b.due = due
 		heap.Push(&h.flushes, b)
+		b.queued.Store(true)
 	}
-	b.queued = true
-	h.mu.Unlock()
-	h.signal()
 }
 
 // read asks for a read of b's state: at once for an announcement (gen >
@@ -229,9 +227,12 @@ func (h *hub) loop() {
 func (h *hub) collect(now time.Time, ops []op) []op {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for len(ops) < maxOps && h.flushes.Len() > 0 && !h.flushes[0].due.After(now) {
+	for len(ops) < maxOps && h.flushes.Len() > 0 && !h.flushes.first().due.After(now) {
 		b := heap.Pop(&h.flushes).(*Breaker)
-		b.queued, b.urgent = false, false
+		// Out of the queue before its cell is drained: an outcome counted
+		// after this asks for the next report.
+		b.queued.Store(false)
+		b.urgent.Store(false)
 		if f := b.takeFlush(now); f != nil {
 			ops = append(ops, op{b: b, f: f})
 		} else if b.degraded.Load() {
@@ -256,8 +257,8 @@ func (h *hub) collect(now time.Time, ops []op) []op {
 			}
 		}
 	}
-	for len(ops) < maxOps && h.refresh.Len() > 0 && !h.refresh[0].refresh.After(now) {
-		b := h.refresh[0]
+	for len(ops) < maxOps && h.refresh.Len() > 0 && !h.refresh.first().refresh.After(now) {
+		b := h.refresh.first()
 		interval := b.s.RefreshInterval
 		b.mu.Lock()
 		last, distrust, lastRead := b.lastAnswer, b.distrust, b.lastRead
@@ -286,11 +287,11 @@ func (h *hub) nextDue(now time.Time) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	next := now.Add(time.Minute)
-	if h.flushes.Len() > 0 && h.flushes[0].due.Before(next) {
-		next = h.flushes[0].due
+	if b := h.flushes.first(); b != nil && b.due.Before(next) {
+		next = b.due
 	}
-	if h.refresh.Len() > 0 && h.refresh[0].refresh.Before(next) {
-		next = h.refresh[0].refresh
+	if b := h.refresh.first(); b != nil && b.refresh.Before(next) {
+		next = b.refresh
 	}
 	if len(h.spread) > 0 && h.spreadAt.Before(next) {
 		next = h.spreadAt
@@ -416,64 +417,41 @@ func (b *Breaker) storeFailedFor(err error, o op) {
 	if errors.Is(err, context.Canceled) && b.hub.ctx.Err() != nil {
 		return
 	}
-	h := b.hub
-	h.mu.Lock()
-	due := time.Now().Add(retryDelay)
-	if b.heapIdx >= 0 {
-		if due.Before(b.due) {
-			b.due = due
-			heap.Fix(&h.flushes, b.heapIdx)
-		}
-	} else if !b.closed.Load() {
-		b.due = due
-		b.queued = true
-		heap.Push(&h.flushes, b)
+	b.hub.scheduleAt(b, time.Now().Add(retryDelay))
+}
+
+// breakerHeap orders breakers by a time of theirs (their next report, or
+// their next periodic read), keeping each one's index in it.
+type breakerHeap struct {
+	bs  []*Breaker
+	at  func(*Breaker) time.Time
+	idx func(*Breaker) *int // -1 when not in the heap
+}
+
+func (q *breakerHeap) Len() int           { return len(q.bs) }
+func (q *breakerHeap) Less(i, j int) bool { return q.at(q.bs[i]).Before(q.at(q.bs[j])) }
+func (q *breakerHeap) Swap(i, j int) {
+	q.bs[i], q.bs[j] = q.bs[j], q.bs[i]
+	*q.idx(q.bs[i]), *q.idx(q.bs[j]) = i, j
+}
+func (q *breakerHeap) Push(x any) {
+	b := x.(*Breaker)
+	*q.idx(b) = len(q.bs)
+	q.bs = append(q.bs, b)
+}
+func (q *breakerHeap) Pop() any {
+	n := len(q.bs) - 1
+	b := q.bs[n]
+	q.bs[n] = nil
+	q.bs = q.bs[:n]
+	*q.idx(b) = -1
+	return b
+}
+
+// first returns the breaker due first, or nil.
+func (q *breakerHeap) first() *Breaker {
+	if len(q.bs) == 0 {
+		return nil
 	}
-	h.mu.Unlock()
-}
-
-// flushHeap orders breakers by when their report is due.
-type flushHeap []*Breaker
-
-func (q flushHeap) Len() int           { return len(q) }
-func (q flushHeap) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
-func (q flushHeap) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].heapIdx, q[j].heapIdx = i, j
-}
-func (q *flushHeap) Push(x any) {
-	b := x.(*Breaker)
-	b.heapIdx = len(*q)
-	*q = append(*q, b)
-}
-func (q *flushHeap) Pop() any {
-	old := *q
-	b := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	b.heapIdx = -1
-	return b
-}
-
-// refreshHeap orders breakers by when their periodic read is due.
-type refreshHeap []*Breaker
-
-func (q refreshHeap) Len() int           { return len(q) }
-func (q refreshHeap) Less(i, j int) bool { return q[i].refresh.Before(q[j].refresh) }
-func (q refreshHeap) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].refIdx, q[j].refIdx = i, j
-}
-func (q *refreshHeap) Push(x any) {
-	b := x.(*Breaker)
-	b.refIdx = len(*q)
-	*q = append(*q, b)
-}
-func (q *refreshHeap) Pop() any {
-	old := *q
-	b := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	b.refIdx = -1
-	return b
+	return q.bs[0]
 }

@@ -171,10 +171,7 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent bool
 		c := b.cell.Load()
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
-				// A failure may trip the breaker at once (a run this instance made
-				// alone): report it now, and let the caller see the answer.
-				return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
-					n >= uint64(b.s.MaxBatch)
+				return n >= uint64(b.s.MaxBatch)
 			}
 		}
 	}
@@ -225,11 +222,7 @@ func (b *Breaker) addOld(gen int64, batch Batch) {
 	}
 	if len(b.old) >= maxOldGens {
 		// Merge into the oldest: both ended before the view's generation.
-		if gen > b.old[0].gen {
-			b.old[0].batch.Append(batch)
-			return
-		}
-		b.old[0].gen = gen
+		b.old[0].gen = min(b.old[0].gen, gen)
 		b.old[0].batch.Append(batch)
 		return
 	}

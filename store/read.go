@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -161,8 +160,7 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 // befalls the whole round (connection, login, outage).
 func perOp(err error) bool {
 	msg := err.Error()
-	return strings.Contains(msg, "BWCORRUPT") || strings.Contains(msg, "BWARGS") ||
-		strings.Contains(msg, "WRONGTYPE") || strings.HasPrefix(msg, "NOSCRIPT") ||
+	return isCorrupt(err) || strings.Contains(msg, "BWARGS") || strings.HasPrefix(msg, "NOSCRIPT") ||
 		strings.Contains(msg, "user_script")
 }
 
@@ -254,4 +252,3 @@ func (s *Store) isClosed() bool {
 	return s.closed
 }
 
-var _ = errors.New
