@@ -251,4 +251,3 @@ func (s *Store) isClosed() bool {
 	defer s.mu.Unlock()
 	return s.closed
 }
-
