@@ -134,7 +134,7 @@ func cover(t *testing.T, history []porcupine.Operation, info porcupine.Lineariza
 		for _, op := range longest {
 			in, out := op.Input.(*input), op.Output.(*output)
 			var h hits
-			s, _, _, h = trace(s, in, out.nowUs)
+			s, _, _, h = trace(s, in, out.nowUs, out.short)
 			seen := &shared
 			if in.pol == scenarioPolicy {
 				seen = &scenes
@@ -245,7 +245,7 @@ func explain(t *testing.T, history []porcupine.Operation, info porcupine.Lineari
 		sort.Slice(next, func(i, j int) bool { return next[i].Call < next[j].Call })
 		for _, o := range next {
 			in, out := o.Input.(*input), o.Output.(*output)
-			_, want, _ := apply(s, in, out.nowUs)
+			_, want, _ := apply(s, in, out.nowUs, out.short)
 			fmt.Fprintf(&b, "  next? %s\n    got  %+v\n    want %+v\n", describe(in, out), *out, want)
 		}
 		t.Log(b.String())

@@ -20,15 +20,18 @@ import (
 // that happened before them) is decided as the script decided it. Steps are
 // pure: they take a state and return a new one.
 //
-// A record takes the fast path of lua/fast.lua when the stored state and
-// the request allow it, and the model decides that exactly as fast.lua
-// does, from the state and the request alone (not from time): the store
-// then answers in short (verdict, state, generation) and without its clock,
-// so that such an operation bounds no clock (see step). The idle expiry of
-// the keys (field ren, and the renewal an instance asks for) is not in the
-// model: it shows in no reply, and a run is far shorter than the expiry;
-// what the request asked (ARGV[33]) decides the fast path, and the model
-// takes it from the request.
+// A record takes the fast script (lua/fast.lua) when the stored state and
+// the request allow it, and the model decides that exactly as the store and
+// fast.lua do, from the state and the request alone (not from time): the
+// store then answers in short (verdict, state, generation) and without its
+// clock, so that such an operation bounds no clock (see step). fast.lua's
+// door, field fk, is not in the model's state: every full script sets it
+// from the state it saves, so the model derives it from that state. The
+// idle expiry of the keys (field ren, and the renewal an instance asks for)
+// is not in the model: it shows in no reply, and a run is far shorter than
+// the expiry; whether the store asked for a renewal (ARGV[33] of the full
+// script) decides whether it sent the fast script, and the model takes it
+// from the request.
 
 const (
 	// instances is how many instances share each breaker.
@@ -115,7 +118,7 @@ type output struct {
 	changed                           bool
 	now                               int64 // Redis's clock (ms)
 	nowUs                             int64 // Redis's clock (µs)
-	// short marks the record script's short answer (lua/fast.lua): only
+	// short marks the store's short answer (lua/fast.lua counted): only
 	// verdict, st and gen are given, and no clock (now and nowUs are 0).
 	short bool
 }
@@ -204,6 +207,7 @@ type exec struct {
 	now      int64 // ms
 	nowUs    int64
 	hits     hits // what this run exercised, for the coverage report
+	short    bool // the store answered in short: the fast script counted
 	changed  bool
 	created  bool
 	windowOn bool
@@ -349,19 +353,19 @@ func (e *exec) acquire() output {
 	return e.reply("allow", 0, "")
 }
 
-// fast reports whether lua/fast.lua counts in on s: a batch of successes
-// only, of the generation the instance knows, for a closed breaker with no
-// run of failures, no rate policy and no quorum, when the store does not ask
-// for the keys' expiry to be renewed; the arguments as the store formats
-// them (FailureRate "0", Quorum "1", Lease "", Known as the stored gen;
-// the policies' buckets are in range).
+// fast reports whether lua/fast.lua counts in on s. The store sends it a
+// batch of successes only, admitted under the generation the instance
+// knows, with no lease, for a policy with no rate and no quorum, when it
+// asks for no renewal of the keys' expiry; the script counts it when the
+// door (field fk, which every full script sets to the generation while the
+// breaker is closed with no failure counted or outstanding) is that
+// generation and the sequence is new.
 func fast(s *state, in *input) bool {
 	p, b := in.pol, in.batch
 	return in.kind == opRecord && p.rate == 0 && p.slowRate == 0 && max(1, p.quorum) == 1 &&
 		in.lease == 0 && b.ko == 0 && b.slow == 0 && b.lead == 0 && b.trail == 0 && b.run == 0 && b.ok > 0 &&
-		!in.renew && p.window >= 1 &&
+		!in.renew && in.known > 0 && in.gen == in.known && in.seq > 0 &&
 		s.exists && s.st == "closed" && s.gen == in.known && s.cf == 0 && s.rn == 0 &&
-		s.fl >= 1 && s.fl <= s.gen && (in.gen == 0 || in.gen >= s.fl && in.gen <= s.gen) &&
 		in.seq > s.seq[in.inst]
 }
 
@@ -376,9 +380,15 @@ func (e *exec) fastRecord() output {
 }
 
 func (e *exec) record() (output, bool) {
-	if fast(&e.s, e.in) {
-		return e.fastRecord(), true
+	if e.short {
+		if fast(&e.s, e.in) {
+			return e.fastRecord(), true
+		}
+		return output{verdict: "no short answer here"}, false
 	}
+	// A full answer: the full script counted, alone or after the fast
+	// script found its door shut at an earlier point (a read that changed
+	// nothing), so the model does not ask whether the door is open now.
 	if e.in.renew {
 		r := *e.in
 		r.renew = false
@@ -754,15 +764,16 @@ func (e *exec) read() output {
 
 // apply runs in on s at Redis's clock nowUs (µs) and returns the state
 // after it, what the store answers, and whether the operation wrote
-// anything.
-func apply(s state, in *input, nowUs int64) (state, output, bool) {
-	next, out, wrote, _ := trace(s, in, nowUs)
+// anything; short tells a record the fast script counted from one the full
+// script did.
+func apply(s state, in *input, nowUs int64, short bool) (state, output, bool) {
+	next, out, wrote, _ := trace(s, in, nowUs, short)
 	return next, out, wrote
 }
 
 // trace is apply, and tells what the operation exercised.
-func trace(s state, in *input, nowUs int64) (state, output, bool, hits) {
-	e := &exec{s: s, in: in, now: nowUs / 1000, nowUs: nowUs}
+func trace(s state, in *input, nowUs int64, short bool) (state, output, bool, hits) {
+	e := &exec{s: s, in: in, now: nowUs / 1000, nowUs: nowUs, short: short}
 	var out output
 	wrote := true
 	switch in.kind {
@@ -800,7 +811,7 @@ func step(s state, in *input, out *output) (bool, state) {
 		}
 		s.last = out.nowUs
 	}
-	next, want, _ := apply(s, in, out.nowUs)
+	next, want, _ := apply(s, in, out.nowUs, out.short)
 	return want == *out, next
 }
 

@@ -69,9 +69,9 @@ local P = setmetatable({}, {__index = function(t, k)
 end})
 
 local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri'}
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri', 'fk'}
 local NF = #FIELDS
-local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true}
+local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true, fk = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
@@ -95,7 +95,7 @@ end
 local function fresh(gen)
   ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = ''}
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = '', fk = ''}
   for _, f in ipairs(FIELDS) do CH[f] = true end
   NCH = NF
   CREATED = true
@@ -125,10 +125,11 @@ local function load_state(with_seq)
   if with_seq then
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
-      'rl', 'ri', SEQ_FIELD)
+      'rl', 'ri', 'fk', SEQ_FIELD)
   else
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
-      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri')
+      'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri',
+      'fk')
   end
   if v[1] == false and v[2] == false then
     fresh(math.max(NOW, P.known + 1))
@@ -139,7 +140,7 @@ local function load_state(with_seq)
     if x == false then
       if f == 'fl' or f == 'ren' then
         x = 0 -- absent from breakers written by older scripts
-      elseif f == 'rl' or f == 'ri' then
+      elseif f == 'rl' or f == 'ri' or f == 'fk' then
         x = ''
       else
         return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
@@ -350,6 +351,11 @@ end
 -- save writes only what changed, and renews the idle expiry of the keys at
 -- most once per eighth of it (and when a key is created).
 local function save()
+  -- fk opens fast.lua's door: the generation while the breaker is closed
+  -- with no failure outstanding, else empty.
+  local fk = ''
+  if ST.st == 'closed' and ST.cf == 0 and ST.rl == '' then fk = string.format('%d', ST.gen) end
+  if fk ~= ST.fk then set('fk', fk) end
   local ttl = P.ttl
   local renew = ttl > 0 and (CREATED or NOW - ST.ren >= ttl / 8 or ARGV[33] == '1')
   if renew then set('ren', NOW) end

@@ -29,7 +29,12 @@ func Acquire() string { return lib + "\n" + acquire }
 
 // Record returns the source of the script that counts a batch of outcomes
 // exactly once and trips the breaker.
-func Record() string { return fast + "\n" + lib + "\n" + record }
+func Record() string { return lib + "\n" + record }
+
+// Fast returns the source of the script that counts the common report (a
+// batch of successes for a closed breaker with no failure outstanding)
+// without the prelude; it answers 0 when the report needs Record's script.
+func Fast() string { return fast }
 
 // Force returns the source of the script that forces a breaker open, closed,
 // disabled, or resets it.

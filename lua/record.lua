@@ -28,8 +28,9 @@
 -- ARGV[32] Redis time (µs) through which failures have settled, as the
 --          asking instance knows (0: none): an instance looks again once
 --          its own failures have settled, even while Redis's clock stands
--- ARGV[33] 1 to renew the keys' idle expiry now (fast.lua leaves it to this
---          script); the prelude also renews it once per eighth of it
+-- ARGV[33] 1 to renew the keys' idle expiry now: fast.lua never does, so
+--          the store sends a report here once per eighth of the expiry;
+--          the prelude also renews it once per eighth of it
 --
 -- The consecutive-failures policy orders outcomes by when they happened,
 -- not by when their batches arrive: the current run is kept as a list of

@@ -34,9 +34,16 @@ func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, e
 }
 
 // Do implements breaker.Store: the ops go to Redis in one pipeline (on a
-// Cluster, one per node), reads as HMGET, records as EVALSHA of the record
-// script.
+// Cluster, one per node), reads as HMGET, records as EVALSHA of the fast
+// script where it may count them (see fastArgs) and of the record script
+// otherwise. Records the fast script leaves to the full one go in a second
+// pipeline.
 func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
+	s.do(ctx, ops, true)
+}
+
+// do carries out Do; fast allows the fast script.
+func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
 	if len(ops) == 0 {
 		return
 	}
@@ -74,6 +81,8 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			break
 		}
 	}
+	argv := make([][]interface{}, len(ops)) // the records' script arguments
+	viaFast := make([]bool, len(ops))       // the records sent to the fast script
 	for i := range ops {
 		op := &ops[i]
 		if op.Err != nil {
@@ -82,8 +91,15 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 		keys := s.Keys(op.Request.Name)
 		if op.Kind == breaker.OpRead {
 			cmds[i] = pipe.HMGet(ctx, keys[0], stateFields...)
+			continue
+		}
+		renew := s.renewDue(op.Request.Name)
+		if args, ok := fastArgs(op.Request, renew); ok && fast {
+			argv[i], viaFast[i] = args, true
+			cmds[i] = s.fast.EvalSha(ctx, pipe, keys[:1], args...)
 		} else {
-			cmds[i] = s.record.EvalSha(ctx, pipe, keys, s.args(op.Request, s.recordArgs(op.Request)...)...)
+			argv[i] = s.args(op.Request, s.recordArgs(op.Request, renew)...)
+			cmds[i] = s.record.EvalSha(ctx, pipe, keys, argv[i]...)
 		}
 	}
 	var firstKeys []string
@@ -122,9 +138,25 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 	if clock != nil {
 		now, _ = clock.Result()
 	}
+	var full []int // the ops the fast script left to the full one
 	for i := range ops {
 		op := &ops[i]
 		if op.Err != nil {
+			continue
+		}
+		if viaFast[i] {
+			res, err := cmds[i].(*redis.Cmd).Result()
+			if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+				// The script cache was flushed: Run loads it again.
+				res, err = s.runner.run(ctx, s.fast, s.Keys(op.Request.Name)[:1], argv[i])
+			}
+			if err == nil && res == int64(1) {
+				op.Reply = shortReply(op.Request)
+			} else if err == nil || perOp(err) {
+				full = append(full, i)
+			} else {
+				op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], err)
+			}
 			continue
 		}
 		switch c := cmds[i].(type) {
@@ -141,7 +173,7 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 			res, err := c.Result()
 			if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 				// The script cache was flushed: Run loads it again.
-				res, err = s.runner.run(ctx, s.record, s.Keys(op.Request.Name), s.args(op.Request, s.recordArgs(op.Request)...))
+				res, err = s.runner.run(ctx, s.record, s.Keys(op.Request.Name), argv[i])
 			} else if err != nil && isCorrupt(err) {
 				err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 			}
@@ -152,6 +184,16 @@ func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
 		}
 		if op.Err != nil {
 			op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], s.nameWrongType(op.Request.Name, op.Err))
+		}
+	}
+	if len(full) > 0 {
+		sub := make([]breaker.Op, len(full))
+		for j, i := range full {
+			sub[j] = ops[i]
+		}
+		s.do(ctx, sub, false)
+		for j, i := range full {
+			ops[i].Reply, ops[i].Err = sub[j].Reply, sub[j].Err
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,12 +344,11 @@ func TestRedisRecordBatch(t *testing.T) {
 		"PreviousFailures", c.PreviousFailures, uint64(4))
 }
 
-// TestRedisFastPathArguments: a request the record script's fast path
-// (lua/fast.lua) would count but for an argument the full script rejects
-// gets the full script's error, whether or not the store asks for a
-// renewal (which sends it to the full script), and changes nothing: a
-// batch of successes with a run of failures, a window or buckets out of
-// range.
+// TestRedisFastPathArguments: a request the fast script (lua/fast.lua)
+// would count but for an argument the full script rejects gets the full
+// script's error, whether or not the store asks for a renewal (which sends
+// it to the full script), and changes nothing: a batch of successes with a
+// run of failures, a window or buckets out of range.
 func TestRedisFastPathArguments(t *testing.T) {
 	const name = "fast"
 	s := fleetSettings(time.Minute, time.Minute)
@@ -393,9 +393,9 @@ func TestRedisFastPathArguments(t *testing.T) {
 		unchanged(fmt.Sprintf("batch %+v", b), before, err)
 	}
 
-	// The script itself, with the arguments the store sends for a batch of
-	// one success the fast path counts, but one (settings the store does
-	// not check, a batch breaker.Batch.Add never makes).
+	// The record script itself, with the arguments the store sends for a
+	// batch of one success, but one (settings the store does not check, a
+	// batch breaker.Batch.Add never makes).
 	args := func(seq int64) []interface{} {
 		return []interface{}{e.st.Channel(), name, "i2", "86400000", "3", "0", "0", "20", "60000", "10", "1", "1",
 			"1", "60000", "60000", "60000", "0", "0.5", gen, gen, "", seq, "1", "0", "0", "0", "0", "0", "0", "0",
@@ -404,8 +404,8 @@ func TestRedisFastPathArguments(t *testing.T) {
 	script := redis.NewScript(lua.Record())
 	seq = 1
 	res, err := script.Run(ctx, e.raw, e.st.Keys(name), args(seq)...).Slice()
-	if err != nil || len(res) != 3 {
-		t.Fatalf("the script with the store's arguments: %v, %v; want a short answer", res, err)
+	if err != nil || len(res) < 3 || res[0] != "counted" {
+		t.Fatalf("the script with the store's arguments: %v, %v; want it counted", res, err)
 	}
 	for _, c := range []struct {
 		arg  int // ARGV index
@@ -422,6 +422,104 @@ func TestRedisFastPathArguments(t *testing.T) {
 		before = hash()
 		_, err := script.Run(ctx, e.raw, e.st.Keys(name), a...).Result()
 		unchanged(fmt.Sprintf("ARGV[%d] (%s) %q", c.arg, c.what, c.val), before, err)
+	}
+}
+
+// TestRedisFastScript: the fast script (lua/fast.lua) counts a batch of
+// successes of a closed breaker with no failure outstanding and nothing
+// else; whatever it does not count it leaves untouched, and the store sends
+// to the full script, which answers in full: a duplicate, a breaker with a
+// failure outstanding, a generation the store has moved past, foreign data.
+func TestRedisFastScript(t *testing.T) {
+	const name = "fast-script"
+	s := fleetSettings(time.Minute, time.Minute)
+	s.SlowCallRate = 0 // no rate policy, no quorum
+	e := newFleetEnv(t, store.Options{}, s)
+	ctx := context.Background()
+	gen := e.read(name).Generation
+	key := e.st.Keys(name)[0]
+	hash := func() map[string]string {
+		h, err := e.raw.HGetAll(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("HGETALL: %v", err)
+		}
+		return h
+	}
+	script := redis.NewScript(lua.Fast())
+	fast := func(step string, known, n, seq int64, want int64) {
+		t.Helper()
+		before := hash()
+		got, err := script.Run(ctx, e.raw, []string{key}, "i1", known, n, seq).Int64()
+		if err != nil || got != want {
+			t.Fatalf("%s: fast script answered %v, %v; want %d", step, got, err, want)
+		}
+		after := hash()
+		if want == 0 && fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("%s: state hash\n%v\nwant it unchanged\n%v", step, after, before)
+		}
+		if want == 1 && (after["q.i1"] != strconv.FormatInt(seq, 10) || after["ok"] == before["ok"]) {
+			t.Errorf("%s: state hash\n%v\nwant ok, tok and q.i1 counted from\n%v", step, after, before)
+		}
+	}
+	if h := hash(); h["fk"] != strconv.FormatInt(gen, 10) {
+		t.Fatalf("a new closed breaker has fk %q, want its generation %d", h["fk"], gen)
+	}
+	fast("a batch of 2 successes", gen, 2, 10, 1)
+	if h := hash(); h["ok"] != "2" || h["tok"] != "2" {
+		t.Fatalf("after 2 successes: ok %s tok %s, want 2 and 2", h["ok"], h["tok"])
+	}
+	fast("the same sequence again", gen, 2, 10, 0)
+	fast("an older sequence", gen, 2, 9, 0)
+	fast("another generation", gen+1, 2, 11, 0)
+	micro := time.Now().UnixMicro() // the sequences breakers send: 16 digits
+	fast("a sequence of 16 digits", gen, 1, micro, 1)
+	fast("the next one", gen, 1, micro+1, 1)
+	fast("one at 2^53", gen, 1, 1<<53, 0)
+	if err := e.raw.HSet(ctx, key, "q.i1", "10").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.raw.HSet(ctx, key, "ok", "2", "tok", "2").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The store: a duplicate gets the full script's verdict.
+	rec := func(seq int64, b breaker.Batch) breaker.Reply {
+		t.Helper()
+		q := e.req(name, "i1")
+		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, seq, b
+		r, err := e.st.Record(ctx, q)
+		return e.must("Record", r, err)
+	}
+	if r := rec(10, breaker.Batch{Successes: 2}); r.Verdict != breaker.VerdictDuplicate || r.Short {
+		t.Errorf("a duplicate through the store: %+v; want the full script's duplicate verdict", r)
+	}
+	// A failure outstanding closes the door until a success ends its run.
+	var fail breaker.Batch
+	fail.Add(breaker.Failure, false)
+	if r := rec(11, fail); r.Short || r.Counts.ConsecutiveFailures != 1 {
+		t.Fatalf("a failure: %+v; want a full answer with 1 consecutive failure", r)
+	}
+	if h := hash(); h["fk"] != "" {
+		t.Fatalf("with a failure outstanding fk is %q, want empty", h["fk"])
+	}
+	fast("a failure outstanding", gen, 1, 12, 0)
+	if r := rec(12, breaker.Batch{Successes: 1}); r.Short || r.Counts.ConsecutiveFailures != 0 || r.Counts.TotalSuccesses != 3 {
+		t.Fatalf("the success after a failure: %+v; want a full answer that ends the run", r)
+	}
+	if r := rec(13, breaker.Batch{Successes: 1}); !r.Short || r.Generation != gen {
+		t.Fatalf("the next success: %+v; want the fast script's short answer", r)
+	}
+	// Foreign data: the fast script leaves it to the full one, which names it.
+	for _, v := range []string{"1e3", "-1", " 7", "12345678901234567890"} {
+		if err := e.raw.HSet(ctx, key, "ok", v).Err(); err != nil {
+			t.Fatal(err)
+		}
+		fast(fmt.Sprintf("ok %q", v), gen, 1, 20, 0)
+		q := e.req(name, "i1")
+		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, 20, breaker.Batch{Successes: 1}
+		if _, err := e.st.Record(ctx, q); !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("ok %q through the store: %v; want ErrCorrupt", v, err)
+		}
 	}
 }
 

@@ -73,7 +73,7 @@ type Store struct {
 	channel string
 	runner  runner
 
-	acquire, record, force, read *redis.Script
+	acquire, record, fast, force, read *redis.Script
 
 	mu       sync.Mutex
 	watchers map[string]map[int]func(int64)
@@ -122,6 +122,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		runner:   newRunner(client, opts.Timeout, opts.Cooldown, time.Now),
 		acquire:  redis.NewScript(lua.Acquire()),
 		record:   redis.NewScript(lua.Record()),
+		fast:     redis.NewScript(lua.Fast()),
 		force:    redis.NewScript(lua.Force()),
 		read:     redis.NewScript(lua.Read()),
 		watchers: map[string]map[int]func(int64){},
@@ -143,9 +144,50 @@ func (s *Store) Acquire(ctx context.Context, req breaker.Request) (breaker.Reply
 	return s.run(ctx, "acquire", s.acquire, req, req.Lease)
 }
 
-// Record implements breaker.Store.
+// Record implements breaker.Store. The common report (see fastArgs) goes
+// to the fast script first, and to the full one when the fast one does not
+// count it.
 func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
-	return s.run(ctx, "record", s.record, req, s.recordArgs(req)...)
+	if err := s.usable(req); err != nil {
+		return breaker.Reply{}, err
+	}
+	renew := s.renewDue(req.Name)
+	if args, ok := fastArgs(req, renew); ok {
+		res, err := s.runner.run(ctx, s.fast, s.Keys(req.Name)[:1], args)
+		switch {
+		case err == nil && res == int64(1):
+			return shortReply(req), nil
+		case err != nil && !perOp(err):
+			return breaker.Reply{}, fmt.Errorf("breaker %q: record: %w", req.Name, err)
+		}
+	}
+	return s.run(ctx, "record", s.record, req, s.recordArgs(req, renew)...)
+}
+
+// fastArgs returns the arguments of the fast script (lua/fast.lua) for req,
+// or false when its report needs the full script: the fast script counts a
+// batch of successes only, admitted under the generation the instance
+// knows, with no probe lease to release, for a breaker whose policy has no
+// rate and no quorum (they need the window and the troubled instances), when
+// no renewal of the keys' expiry is due.
+func fastArgs(req breaker.Request, renew bool) ([]interface{}, bool) {
+	b, st := req.Batch, req.Settings
+	if st == nil {
+		st = &defaultSettings
+	}
+	if renew || req.Lease != "" || req.Known <= 0 || req.Generation != req.Known || req.Seq <= 0 ||
+		b.Failures != 0 || b.Slow != 0 || b.Lead != 0 || b.Trail != 0 || b.Run != 0 ||
+		b.Successes == 0 || b.Successes >= maxGeneration ||
+		st.FailureRate != 0 || st.SlowCallRate != 0 || st.Quorum > 1 {
+		return nil, false
+	}
+	return []interface{}{req.Instance, req.Known, b.Successes, req.Seq}, true
+}
+
+// shortReply is the reply to a report the fast script counted: the breaker
+// is closed at the generation the instance knows, which holds the rest.
+func shortReply(req breaker.Request) breaker.Reply {
+	return breaker.Reply{Verdict: breaker.VerdictCounted, State: breaker.Closed, Generation: req.Known, Short: true}
 }
 
 // renewDue reports whether the keys of the named breaker should have their
@@ -159,7 +201,9 @@ func (s *Store) renewDue(name string) bool {
 	return true
 }
 
-func (s *Store) recordArgs(req breaker.Request) []interface{} {
+// recordArgs returns the record script's own arguments (ARGV[20] on) for
+// req; renew asks it to renew the keys' idle expiry.
+func (s *Store) recordArgs(req breaker.Request, renew bool) []interface{} {
 	b := req.Batch
 	gen := req.Generation
 	if gen < 0 {
@@ -170,12 +214,12 @@ func (s *Store) recordArgs(req breaker.Request) []interface{} {
 		seq = 0
 	}
 	us := func(d time.Duration) int64 { return int64(max(0, d) / time.Microsecond) }
-	renew := 0
-	if s.renewDue(req.Name) {
-		renew = 1
+	r := 0
+	if renew {
+		r = 1
 	}
 	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
-		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), renew}
+		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), r}
 }
 
 var commands = map[breaker.Command]string{
@@ -270,29 +314,12 @@ func init() {
 	}
 }
 
-// replyLen is the number of fields of a script reply (lib.lua), and
-// shortReplyLen that of the record script's short one (fast.lua).
-const (
-	replyLen      = 25
-	shortReplyLen = 3
-)
+// replyLen is the number of fields of a script reply (lib.lua).
+const replyLen = 25
 
 // parseReply checks every field of a script's reply.
 func parseReply(res interface{}) (breaker.Reply, error) {
 	a, ok := res.([]interface{})
-	if ok && len(a) == shortReplyLen {
-		// The record script's short answer (lua/fast.lua): a closed
-		// breaker whose generation the asking instance already knows.
-		p := parser{a: a}
-		r := breaker.Reply{Verdict: p.verdict(0), State: p.state(1), Generation: p.int(2), Short: true}
-		if p.err == nil && (r.Verdict != breaker.VerdictCounted || r.State != breaker.Closed || r.Generation <= 0) {
-			p.fail(0, "a short reply of a counted batch of a closed breaker")
-		}
-		if p.err != nil {
-			return breaker.Reply{}, p.err
-		}
-		return r, nil
-	}
 	if !ok || len(a) < replyLen {
 		return breaker.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
 	}
