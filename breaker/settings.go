@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/clock"
 )
 
@@ -285,6 +286,25 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("ProbeLease", s.ProbeLease, "want at least 1ms")
 	}
 	return s, nil
+}
+
+// policy returns what the store needs of normalized settings.
+func (s Settings) policy() backend.Policy {
+	return backend.Policy{
+		ConsecutiveFailures: max(s.ConsecutiveFailures, 0), // Off: 0
+		FailureRate:         s.FailureRate,
+		SlowCallRate:        s.SlowCallRate,
+		MinimumCalls:        s.MinimumCalls,
+		Window:              s.Window,
+		WindowBuckets:       s.WindowBuckets,
+		Quorum:              s.Quorum,
+		OpenDuration:        s.OpenDuration,
+		MaxOpenDuration:     s.MaxOpenDuration,
+		OpenJitter:          s.OpenJitter,
+		MaxProbes:           s.MaxProbes,
+		ProbeSuccesses:      s.ProbeSuccesses,
+		ProbeLease:          s.ProbeLease,
+	}
 }
 
 func defaultInstance() string {
