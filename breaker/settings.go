@@ -54,8 +54,9 @@ type Clock = clock.Clock
 // documented default; the zero Settings trip after 5 consecutive failures
 // across the fleet, stay open 60 s, and close after one successful probe.
 //
-// Settings travel with every request to the store, so instances should
-// share them; when they differ, each request is judged by its sender's.
+// Their trip, open and probe policies travel with every request to the
+// store, so instances should share them; when they differ, each request is
+// judged by its sender's.
 type Settings struct {
 	// ConsecutiveFailures trips the breaker after this many failures in a
 	// row, counted across the fleet (default 5; Off disables the policy).
