@@ -46,15 +46,15 @@ const (
 
 // Op is one request of a Store.Do call and its answer.
 type Op struct {
-	Kind    OpKind
-	Request Request
-	Reply   Reply
-	Err     error
+	Kind    OpKind  // what is asked: OpRecord or OpRead
+	Request Request // the request, as for Record or Read
+	Reply   Reply   // set by Do: the answer, when Err is nil
+	Err     error   // set by Do: why the op failed
 }
 
-// Request is what a Breaker asks of its Store.
+// Request is what a breaker asks of its Store.
 type Request struct {
-	Name     string
+	Name     string  // the breaker's name (breaker.CheckName accepts it)
 	Instance string  // the asking instance
 	Policy   *Policy // nil: the defaults of breaker.Settings
 	// Known is the generation the instance knows (0 when none). A store
@@ -112,9 +112,9 @@ const (
 
 // Reply is the shared state of a breaker as a store saw it while answering.
 type Reply struct {
-	Verdict    Verdict
-	State      State
-	Generation int64
+	Verdict    Verdict // the answer to the request
+	State      State   // the breaker's state
+	Generation int64   // the state's generation: each transition starts a new one
 	// Wait is how long until a call may be admitted: until the next probe
 	// when open, until a probe lease expires when a half-open breaker
 	// rejects; negative when forced open.
@@ -129,7 +129,7 @@ type Reply struct {
 	// closed at the generation the request knew, and From, Reason, By,
 	// InState and Counts are not given (the asking instance knows them).
 	Short  bool
-	Counts Counts
+	Counts Counts // the fleet-wide counts (none when Short)
 	// ServerTime is the store's clock when it answered (Redis's, to the
 	// millisecond); zero when the store does not tell.
 	ServerTime time.Time
