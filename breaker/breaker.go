@@ -11,6 +11,8 @@ import (
 	"time"
 
 	circuitbreaker "github.com/mercari/go-circuitbreaker"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // Breaker is one instance's handle on a breaker shared by the fleet. Make it
@@ -26,6 +28,7 @@ type Breaker struct {
 	name     string
 	store    Store
 	s        Settings
+	policy   backend.Policy // what the store needs of s
 	clock    Clock
 	fallback *circuitbreaker.CircuitBreaker
 	hub      *hub
@@ -95,6 +98,7 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 		name:      name,
 		store:     st,
 		s:         s,
+		policy:    s.policy(),
 		clock:     s.Clock,
 		listeners: map[int]func(Event){},
 		heapIdx:   -1,
@@ -197,8 +201,8 @@ func (b *Breaker) openError(v view, now time.Time) *OpenError {
 	return e
 }
 
-func (b *Breaker) request() Request {
-	return Request{Name: b.name, Instance: b.s.Instance, Settings: &b.s, Known: b.v.Load().gen}
+func (b *Breaker) request() backend.Request {
+	return backend.Request{Name: b.name, Instance: b.s.Instance, Policy: &b.policy, Known: b.v.Load().gen}
 }
 
 func (b *Breaker) acquire(ctx context.Context, now time.Time) (Permit, error) {
@@ -218,9 +222,9 @@ func (b *Breaker) acquire(ctx context.Context, now time.Time) (Permit, error) {
 	b.storeAnswered()
 	v := b.adopt(rep, now, false, 0)
 	switch rep.Verdict {
-	case VerdictAllow:
+	case backend.VerdictAllow:
 		return Permit{b: b, gen: rep.Generation, start: now}, nil
-	case VerdictProbe:
+	case backend.VerdictProbe:
 		return Permit{b: b, gen: rep.Generation, lease: rep.Lease, start: now}, nil
 	}
 	return Permit{}, b.openError(v, now)
@@ -335,7 +339,9 @@ func (b *Breaker) feedOne(o Outcome, slow bool) {
 // the store's answer, so that the prober's next call sees its effect.
 func (b *Breaker) probeDone(p *Permit, o Outcome, slow bool) {
 	f := &flush{gen: p.gen, lease: p.lease}
-	f.batch.Add(o, slow)
+	if o != Ignored {
+		f.batch.Add(o == Failure, slow)
+	}
 	ch := make(chan struct{})
 	f.waiters = []chan struct{}{ch}
 	b.mu.Lock()
@@ -465,10 +471,10 @@ func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
 	b.storeAnswered()
 	b.adopt(rep, b.clock.Now(), false, 0)
 	snap := Snapshot{
-		Name: b.name, State: rep.State, Generation: rep.Generation, Counts: rep.Counts,
+		Name: b.name, State: State(rep.State), Generation: rep.Generation, Counts: Counts(rep.Counts),
 		Reason: rep.Reason, ChangedBy: rep.By, InState: rep.InState,
 	}
-	if rep.State == Open {
+	if rep.State == backend.Open {
 		snap.NextProbeIn = rep.Wait
 	}
 	return snap, nil
@@ -523,7 +529,7 @@ func (b *Breaker) flushAll(ctx context.Context, once bool) error {
 }
 
 // ForceOpen holds the breaker open for the whole fleet until ForceClose or Reset.
-func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, CommandOpen, 0) }
+func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, backend.CommandOpen, 0) }
 
 // ForceOpenFor opens the breaker for the whole fleet for d, as a trip
 // would: it then half-opens and probes as usual.
@@ -531,20 +537,20 @@ func (b *Breaker) ForceOpenFor(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return &SettingsError{Field: "d", Value: d, Reason: "want > 0"}
 	}
-	return b.force(ctx, CommandOpen, d)
+	return b.force(ctx, backend.CommandOpen, d)
 }
 
 // ForceClose closes the breaker for the whole fleet, clearing its counts.
-func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, CommandClose, 0) }
+func (b *Breaker) ForceClose(ctx context.Context) error { return b.force(ctx, backend.CommandClose, 0) }
 
 // Disable lets every call through, fleet-wide, until ForceClose or Reset.
-func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, CommandDisable, 0) }
+func (b *Breaker) Disable(ctx context.Context) error { return b.force(ctx, backend.CommandDisable, 0) }
 
 // Reset clears the breaker's counts, totals and windows and closes it for
 // the whole fleet. It also repairs keys that hold foreign data.
-func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, CommandReset, 0) }
+func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, backend.CommandReset, 0) }
 
-func (b *Breaker) force(ctx context.Context, c Command, d time.Duration) error {
+func (b *Breaker) force(ctx context.Context, c backend.Command, d time.Duration) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -556,7 +562,7 @@ func (b *Breaker) force(ctx context.Context, c Command, d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("breaker %q: %s: %w", b.name, commandNames[c], err)
 	}
-	if c == CommandClose || c == CommandReset {
+	if c == backend.CommandClose || c == backend.CommandReset {
 		b.fallback.Reset()
 	}
 	b.storeAnswered()
@@ -564,8 +570,8 @@ func (b *Breaker) force(ctx context.Context, c Command, d time.Duration) error {
 	return nil
 }
 
-var commandNames = map[Command]string{CommandOpen: "force open", CommandClose: "force close",
-	CommandDisable: "disable", CommandReset: "reset"}
+var commandNames = map[backend.Command]string{backend.CommandOpen: "force open", backend.CommandClose: "force close",
+	backend.CommandDisable: "disable", backend.CommandReset: "reset"}
 
 // Listen calls fn with every event of b until the returned function is
 // called. b's listeners hear its events one at a time, in order, outside

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // The hub does the I/O of all breakers of one Store in a process, on one
@@ -190,7 +192,7 @@ func (h *hub) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var ops []op
-	var storeOps []Op
+	var storeOps []backend.Op
 	for {
 		now := time.Now()
 		ops = h.collect(now, ops[:0])
@@ -319,21 +321,21 @@ func (b *Breaker) readOp(gen int64) op {
 	return op{b: b, gen: gen, version: b.viewVersion}
 }
 
-func (o op) request() Op {
+func (o op) request() backend.Op {
 	req := o.b.request()
 	if o.f == nil {
-		return Op{Kind: OpRead, Request: req}
+		return backend.Op{Kind: backend.OpRead, Request: req}
 	}
 	req.Generation = o.f.gen
 	req.Seq = o.f.seq
 	req.Lease = o.f.lease
 	req.Batch = o.f.batch
 	req.SettledThrough = o.f.through
-	return Op{Kind: OpRecord, Request: req}
+	return backend.Op{Kind: backend.OpRecord, Request: req}
 }
 
 // answer takes the store's answer to b's part in a round.
-func (b *Breaker) answer(o op, res Op) {
+func (b *Breaker) answer(o op, res backend.Op) {
 	now := b.clock.Now()
 	if res.Err != nil {
 		b.storeFailedFor(res.Err, o)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // Observer is told what a breaker does, call by call, for metrics (package
@@ -174,37 +176,37 @@ type observedStore struct {
 	clock Clock
 }
 
-func (s observedStore) call(op string, req Request, fn func(Request) (Reply, error)) (Reply, error) {
+func (s observedStore) call(op string, req backend.Request, fn func(backend.Request) (backend.Reply, error)) (backend.Reply, error) {
 	start := s.clock.Now()
 	rep, err := fn(req)
 	s.obs.StoreCalled(StoreCall{Name: s.name, Op: op, Duration: s.clock.Now().Sub(start), Err: err})
 	return rep, err
 }
 
-func (s observedStore) Acquire(ctx context.Context, req Request) (Reply, error) {
-	return s.call("acquire", req, func(r Request) (Reply, error) { return s.Store.Acquire(ctx, r) })
+func (s observedStore) Acquire(ctx context.Context, req backend.Request) (backend.Reply, error) {
+	return s.call("acquire", req, func(r backend.Request) (backend.Reply, error) { return s.Store.Acquire(ctx, r) })
 }
 
-func (s observedStore) Record(ctx context.Context, req Request) (Reply, error) {
-	return s.call("record", req, func(r Request) (Reply, error) { return s.Store.Record(ctx, r) })
+func (s observedStore) Record(ctx context.Context, req backend.Request) (backend.Reply, error) {
+	return s.call("record", req, func(r backend.Request) (backend.Reply, error) { return s.Store.Record(ctx, r) })
 }
 
-func (s observedStore) Force(ctx context.Context, req Request) (Reply, error) {
-	return s.call("force", req, func(r Request) (Reply, error) { return s.Store.Force(ctx, r) })
+func (s observedStore) Force(ctx context.Context, req backend.Request) (backend.Reply, error) {
+	return s.call("force", req, func(r backend.Request) (backend.Reply, error) { return s.Store.Force(ctx, r) })
 }
 
-func (s observedStore) Read(ctx context.Context, req Request) (Reply, error) {
-	return s.call("read", req, func(r Request) (Reply, error) { return s.Store.Read(ctx, r) })
+func (s observedStore) Read(ctx context.Context, req backend.Request) (backend.Reply, error) {
+	return s.call("read", req, func(r backend.Request) (backend.Reply, error) { return s.Store.Read(ctx, r) })
 }
 
 // Do times a round of ops: each op is reported as one store call.
-func (s observedStore) Do(ctx context.Context, ops []Op) {
+func (s observedStore) Do(ctx context.Context, ops []backend.Op) {
 	start := s.clock.Now()
 	s.Store.Do(ctx, ops)
 	d := s.clock.Now().Sub(start)
 	for _, op := range ops {
 		name := "read"
-		if op.Kind == OpRecord {
+		if op.Kind == backend.OpRecord {
 			name = "record"
 		}
 		s.obs.StoreCalled(StoreCall{Name: s.name, Op: name, Duration: d, Err: op.Err})

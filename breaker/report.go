@@ -3,6 +3,8 @@ package breaker
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // Outcome reporting. Outcomes of closed-state calls are counted in a cell
@@ -34,11 +36,11 @@ type cell struct {
 	w    atomic.Uint64 // sealed | slow | failures | successes
 	okAt atomic.Int64  // when the last success was counted (monotonic ns, see since)
 	// Guarded by the breaker's mu.
-	lead, trail, run uint64 // as in Batch, for the failures in w
-	lastOK           uint64 // successes in w at the last failure
-	trailAt          int64  // when the trailing failures began (see since)
-	spill            Batch  // outcomes moved out of w when a field was full
-	fed              uint64 // outcomes in w and spill already given to the fallback one by one
+	lead, trail, run uint64        // as in backend.Batch, for the failures in w
+	lastOK           uint64        // successes in w at the last failure
+	trailAt          int64         // when the trailing failures began (see since)
+	spill            backend.Batch // outcomes moved out of w when a field was full
+	fed              uint64        // outcomes in w and spill already given to the fallback one by one
 }
 
 // add counts one outcome into c unless c is sealed or full; it returns the
@@ -104,7 +106,7 @@ func (c *cell) addFailure(slow bool) (n uint64, ok bool) {
 
 // take empties c (sealing it when seal is set) and returns what it held,
 // spill first; the caller holds the breaker's mu.
-func (c *cell) take(seal bool) Batch {
+func (c *cell) take(seal bool) backend.Batch {
 	var w uint64
 	for {
 		w = c.w.Load()
@@ -117,7 +119,7 @@ func (c *cell) take(seal bool) Batch {
 		}
 	}
 	o, k, s := unpack(w)
-	b := Batch{Successes: o, Failures: k, Slow: s}
+	b := backend.Batch{Successes: o, Failures: k, Slow: s}
 	if o > 0 {
 		b.SuccessAge = time.Duration(max(0, since()-c.okAt.Load()))
 	}
@@ -136,7 +138,7 @@ func (c *cell) take(seal bool) Batch {
 	}
 	c.lead, c.trail, c.run, c.lastOK = 0, 0, 0, 0
 	out := c.spill
-	c.spill = Batch{}
+	c.spill = backend.Batch{}
 	out.Append(b)
 	return out
 }
@@ -147,7 +149,7 @@ type flush struct {
 	gen     int64
 	seq     int64
 	lease   string
-	batch   Batch
+	batch   backend.Batch
 	waiters []chan struct{}
 	failed  bool      // a delivery failed; counted in the breaker's unreported
 	through time.Time // the store's time through which failures settled
@@ -156,7 +158,7 @@ type flush struct {
 // pendingGen holds outcomes of a generation that is no longer the view's.
 type pendingGen struct {
 	gen   int64
-	batch Batch
+	batch backend.Batch
 }
 
 // maxOldGens bounds the generations whose outcomes wait apart; beyond it the
@@ -203,14 +205,14 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent bool
 			n >= uint64(b.s.MaxBatch)
 	}
 	// An outcome of another generation waits apart, to be reported with it.
-	var one Batch
-	one.Add(o, slow)
+	var one backend.Batch
+	one.Add(o == Failure, slow)
 	b.addOld(gen, one)
 	return true
 }
 
 // addOld keeps batch for gen; the caller holds mu.
-func (b *Breaker) addOld(gen int64, batch Batch) {
+func (b *Breaker) addOld(gen int64, batch backend.Batch) {
 	if batch.Len() == 0 {
 		return
 	}
@@ -323,7 +325,7 @@ func (b *Breaker) pendingCount() uint64 {
 // the store is away, outcomes go to the fallback one by one instead: the
 // batch's last fed outcomes, which came after the others, were given
 // already.
-func (b *Breaker) feedFallback(batch Batch, fed uint64) {
+func (b *Breaker) feedFallback(batch backend.Batch, fed uint64) {
 	if fed >= batch.Len() {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/clock"
 )
 
@@ -53,8 +54,9 @@ type Clock = clock.Clock
 // documented default; the zero Settings trip after 5 consecutive failures
 // across the fleet, stay open 60 s, and close after one successful probe.
 //
-// Settings travel with every request to the store, so instances should
-// share them; when they differ, each request is judged by its sender's.
+// Their trip, open and probe policies travel with every request to the
+// store, so instances should share them; when they differ, each request is
+// judged by its sender's.
 type Settings struct {
 	// ConsecutiveFailures trips the breaker after this many failures in a
 	// row, counted across the fleet (default 5; Off disables the policy).
@@ -285,6 +287,25 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("ProbeLease", s.ProbeLease, "want at least 1ms")
 	}
 	return s, nil
+}
+
+// policy returns what the store needs of normalized settings.
+func (s Settings) policy() backend.Policy {
+	return backend.Policy{
+		ConsecutiveFailures: max(s.ConsecutiveFailures, 0), // Off: 0
+		FailureRate:         s.FailureRate,
+		SlowCallRate:        s.SlowCallRate,
+		MinimumCalls:        s.MinimumCalls,
+		Window:              s.Window,
+		WindowBuckets:       s.WindowBuckets,
+		Quorum:              s.Quorum,
+		OpenDuration:        s.OpenDuration,
+		MaxOpenDuration:     s.MaxOpenDuration,
+		OpenJitter:          s.OpenJitter,
+		MaxProbes:           s.MaxProbes,
+		ProbeSuccesses:      s.ProbeSuccesses,
+		ProbeLease:          s.ProbeLease,
+	}
 }
 
 func defaultInstance() string {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // lossyStore is a store whose deliveries fail while it is down: some
@@ -24,39 +25,39 @@ type lossyStore struct {
 	counted  uint64
 	resent   int // batches seen again after a lost answer
 	sameSeqs bool
-	sent     map[int64]breaker.Batch
+	sent     map[int64]backend.Batch
 }
 
 func newLossyStore() *lossyStore {
-	return &lossyStore{lastSeq: map[string]int64{}, sent: map[int64]breaker.Batch{}, sameSeqs: true}
+	return &lossyStore{lastSeq: map[string]int64{}, sent: map[int64]backend.Batch{}, sameSeqs: true}
 }
 
 var errLossy = errors.New("lossy: redis unavailable")
 
-func (f *lossyStore) reply(v breaker.Verdict) breaker.Reply {
-	return breaker.Reply{Verdict: v, State: breaker.Closed, Generation: 1, From: breaker.Closed}
+func (f *lossyStore) reply(v backend.Verdict) backend.Reply {
+	return backend.Reply{Verdict: v, State: backend.Closed, Generation: 1, From: backend.Closed}
 }
-func (f *lossyStore) Acquire(context.Context, breaker.Request) (breaker.Reply, error) {
-	return f.reply(breaker.VerdictAllow), nil
+func (f *lossyStore) Acquire(context.Context, backend.Request) (backend.Reply, error) {
+	return f.reply(backend.VerdictAllow), nil
 }
-func (f *lossyStore) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
-	ops := []breaker.Op{{Kind: breaker.OpRecord, Request: req}}
+func (f *lossyStore) Record(ctx context.Context, req backend.Request) (backend.Reply, error) {
+	ops := []backend.Op{{Kind: backend.OpRecord, Request: req}}
 	f.Do(ctx, ops)
 	return ops[0].Reply, ops[0].Err
 }
-func (f *lossyStore) Force(context.Context, breaker.Request) (breaker.Reply, error) {
-	return f.reply(breaker.VerdictOK), nil
+func (f *lossyStore) Force(context.Context, backend.Request) (backend.Reply, error) {
+	return f.reply(backend.VerdictOK), nil
 }
-func (f *lossyStore) Read(context.Context, breaker.Request) (breaker.Reply, error) {
+func (f *lossyStore) Read(context.Context, backend.Request) (backend.Reply, error) {
 	if f.down.Load() {
-		return breaker.Reply{}, errLossy
+		return backend.Reply{}, errLossy
 	}
-	return f.reply(breaker.VerdictOK), nil
+	return f.reply(backend.VerdictOK), nil
 }
-func (f *lossyStore) Do(ctx context.Context, ops []breaker.Op) {
+func (f *lossyStore) Do(ctx context.Context, ops []backend.Op) {
 	for i := range ops {
 		op := &ops[i]
-		if op.Kind == breaker.OpRead {
+		if op.Kind == backend.OpRead {
 			op.Reply, op.Err = f.Read(ctx, op.Request)
 			continue
 		}
@@ -75,14 +76,14 @@ func (f *lossyStore) Do(ctx context.Context, ops []breaker.Op) {
 		if req.Seq > f.lastSeq[req.Instance] {
 			f.lastSeq[req.Instance] = req.Seq
 			f.counted += req.Batch.Len()
-			op.Reply = f.reply(breaker.VerdictCounted)
+			op.Reply = f.reply(backend.VerdictCounted)
 		} else {
 			f.resent++
-			op.Reply = f.reply(breaker.VerdictDuplicate)
+			op.Reply = f.reply(backend.VerdictDuplicate)
 		}
 		f.mu.Unlock()
 		if down { // counted, but the answer is lost
-			op.Reply, op.Err = breaker.Reply{}, errLossy
+			op.Reply, op.Err = backend.Reply{}, errLossy
 		}
 	}
 }

@@ -3,6 +3,8 @@ package breaker
 import (
 	"reflect"
 	"time"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // The local view and how it follows the store.
@@ -19,7 +21,7 @@ import (
 // adopt takes a store's reply as the newest view unless it is older than
 // the view, and announces a change of state. read is set for plain reads,
 // asked when the view's version was version. It returns the view.
-func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) view {
+func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uint64) view {
 	b.mu.Lock()
 	prev := b.view()
 	b.lastAnswer = time.Now()
@@ -39,15 +41,15 @@ func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) vie
 		b.mu.Unlock()
 		return prev
 	}
-	next := view{known: true, state: rep.State, gen: rep.Generation}
+	next := view{known: true, state: State(rep.State), gen: rep.Generation}
 	switch {
-	case rep.State == Open:
+	case rep.State == backend.Open:
 		next.deadline = now.Add(rep.Wait)
-	case rep.State == HalfOpen && rep.Verdict == VerdictReject:
+	case rep.State == backend.HalfOpen && rep.Verdict == backend.VerdictReject:
 		// Reject locally while the probe runs, but ask again soon: a lease
 		// may be released early, which is not announced.
 		next.deadline = now.Add(min(rep.Wait, maxProbeWait))
-	case rep.State == HalfOpen && rep.Generation == prev.gen:
+	case rep.State == backend.HalfOpen && rep.Generation == prev.gen:
 		next.deadline = prev.deadline
 	}
 	if next == prev {
@@ -68,17 +70,17 @@ func (b *Breaker) adopt(rep Reply, now time.Time, read bool, version uint64) vie
 	// keys expired or Redis lost them) records no transition: the change is
 	// then from the state this instance saw. A new instance announces only
 	// a breaker it finds not closed.
-	from := rep.From
-	if prev.known && from == rep.State {
+	from := State(rep.From)
+	if prev.known && from == State(rep.State) {
 		from = prev.state
 	}
-	changed := rep.Generation != prev.gen && from != rep.State && (prev.known || rep.State != Closed)
+	changed := rep.Generation != prev.gen && from != State(rep.State) && (prev.known || rep.State != backend.Closed)
 	b.mu.Unlock()
 	if changed {
-		e := Event{Kind: StateChanged, Name: b.name, From: from, To: rep.State,
-			Generation: rep.Generation, Reason: rep.Reason, Counts: rep.Counts,
+		e := Event{Kind: StateChanged, Name: b.name, From: from, To: State(rep.State),
+			Generation: rep.Generation, Reason: rep.Reason, Counts: Counts(rep.Counts),
 			Instance: rep.By, Local: rep.By == b.s.Instance, Fallback: b.s.Fallback, Decider: DecideShared}
-		if rep.State == Open {
+		if rep.State == backend.Open {
 			e.NextProbeIn = rep.Wait
 		}
 		b.emit(e)
@@ -127,7 +129,7 @@ func (b *Breaker) notified(gen int64) {
 
 // readDone takes the answer to a read the hub made for an announcement of
 // gen (0: a resubscription or a periodic read).
-func (b *Breaker) readDone(rep Reply, gen int64, version uint64) {
+func (b *Breaker) readDone(rep backend.Reply, gen int64, version uint64) {
 	b.adopt(rep, b.clock.Now(), true, version)
 	if gen > 0 {
 		b.mu.Lock()

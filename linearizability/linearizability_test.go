@@ -11,7 +11,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/store"
 )
@@ -44,7 +44,7 @@ func newScripts(t *testing.T) (*scripts, *redis.Client, breakers) {
 		o.ContextTimeoutEnabled = true
 	})
 	client.AddHook(renewHook{})
-	be := &scripts{settings: map[*policy]*breaker.Settings{}}
+	be := &scripts{settings: map[*policy]*backend.Policy{}}
 	for i := 0; i < instances; i++ {
 		st, err := store.New(client, store.Options{Prefix: "lin", Timeout: 10 * time.Second, IdleExpiry: idleExpiry})
 		if err != nil {

@@ -79,7 +79,7 @@ type policy struct {
 	settle int64
 }
 
-// batch is a record's outcomes (breaker.Batch, its times in µs).
+// batch is a record's outcomes (backend.Batch, its times in µs).
 type batch struct {
 	ok, ko, slow, lead, trail, run int64
 	// okAge is how long ago the last success happened, koAge the first of
@@ -107,7 +107,7 @@ type input struct {
 	random  float64
 }
 
-// output is what the store answered: breaker.Reply in ms, with Redis's clock.
+// output is what the store answered: backend.Reply in ms, with Redis's clock.
 type output struct {
 	verdict, st, from, why, by, lease string
 	gen, wait, inState                int64

@@ -14,7 +14,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/store"
 )
 
@@ -57,11 +57,11 @@ func settleOf(p *policy, id int) int64 {
 	return p.settle
 }
 
-// settings turns p into the breaker.Settings the store sends the scripts.
-func settings(p *policy) *breaker.Settings {
+// settings turns p into the backend.Policy the store sends the scripts.
+func settings(p *policy) *backend.Policy {
 	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
-	return &breaker.Settings{ConsecutiveFailures: int(p.consecutive), FailureRate: p.rate,
-		SlowCallRate: p.slowRate, SlowCallDuration: time.Millisecond, MinimumCalls: int(p.minCalls),
+	return &backend.Policy{ConsecutiveFailures: int(p.consecutive), FailureRate: p.rate,
+		SlowCallRate: p.slowRate, MinimumCalls: int(p.minCalls),
 		Window: ms(p.window), WindowBuckets: buckets, Quorum: int(max(1, p.quorum)), OpenDuration: ms(p.open),
 		MaxOpenDuration: ms(p.openMax), OpenJitter: p.jitter, MaxProbes: int(p.probes),
 		ProbeSuccesses: int(p.successes), ProbeLease: ms(p.lease)}
@@ -71,7 +71,7 @@ func settings(p *policy) *breaker.Settings {
 type target struct {
 	name     string
 	pol      *policy
-	settings *breaker.Settings
+	settings *backend.Policy
 }
 
 // breakers are the breakers of a run: those the instances share, and the
@@ -81,8 +81,8 @@ type breakers struct {
 	scenes target
 }
 
-// backend carries out one operation with one call to Redis.
-type backend interface {
+// executor carries out one operation with one call to Redis.
+type executor interface {
 	do(ctx context.Context, in *input) (*output, error)
 }
 
@@ -90,7 +90,7 @@ type backend interface {
 // instance has a store of its own, as each process of a fleet has.
 type scripts struct {
 	stores   []*store.Store // by instance
-	settings map[*policy]*breaker.Settings
+	settings map[*policy]*backend.Policy
 }
 
 // sentKey is the context key of where renewHook puts ARGV[33] of a record.
@@ -123,13 +123,13 @@ func (renewHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-func (b *scripts) request(in *input) breaker.Request {
-	req := breaker.Request{Name: in.name, Instance: instName(in.inst), Settings: b.settings[in.pol],
+func (b *scripts) request(in *input) backend.Request {
+	req := backend.Request{Name: in.name, Instance: instName(in.inst), Policy: b.settings[in.pol],
 		Known: in.known, Lease: leaseName(in.lease), Generation: in.gen, Seq: in.seq,
 		OpenFor: time.Duration(in.openFor) * time.Millisecond, Random: in.random}
 	bt := in.batch
 	us := func(n int64) time.Duration { return time.Duration(n) * time.Microsecond }
-	req.Batch = breaker.Batch{Successes: uint64(bt.ok), Failures: uint64(bt.ko), Slow: uint64(bt.slow),
+	req.Batch = backend.Batch{Successes: uint64(bt.ok), Failures: uint64(bt.ko), Slow: uint64(bt.slow),
 		Lead: uint64(bt.lead), Trail: uint64(bt.trail), Run: uint64(bt.run), SuccessAge: us(bt.okAge),
 		FailureAge: us(bt.koAge), Settle: us(bt.settle)}
 	if in.through != 0 {
@@ -137,13 +137,13 @@ func (b *scripts) request(in *input) breaker.Request {
 	}
 	switch in.cmd {
 	case "open":
-		req.Command = breaker.CommandOpen
+		req.Command = backend.CommandOpen
 	case "close":
-		req.Command = breaker.CommandClose
+		req.Command = backend.CommandClose
 	case "disable":
-		req.Command = breaker.CommandDisable
+		req.Command = backend.CommandDisable
 	case "reset":
-		req.Command = breaker.CommandReset
+		req.Command = backend.CommandReset
 	}
 	return req
 }
@@ -153,7 +153,7 @@ func (b *scripts) request(in *input) breaker.Request {
 func (b *scripts) do(ctx context.Context, in *input) (*output, error) {
 	req := b.request(in)
 	st := b.stores[in.inst]
-	var rep breaker.Reply
+	var rep backend.Reply
 	var err error
 	switch in.kind {
 	case opAcquire:
@@ -181,9 +181,9 @@ func (b *scripts) do(ctx context.Context, in *input) (*output, error) {
 	return toOutput(rep), nil
 }
 
-func stateName(s breaker.State) string { return strings.ReplaceAll(s.String(), "-", "_") }
+func stateName(s backend.State) string { return strings.ReplaceAll(s.String(), "-", "_") }
 
-func toOutput(r breaker.Reply) *output {
+func toOutput(r backend.Reply) *output {
 	if r.Short {
 		return &output{verdict: string(r.Verdict), st: stateName(r.State), gen: r.Generation, short: true}
 	}
@@ -347,7 +347,7 @@ func encode(s state, inst int) []interface{} {
 // run is one run of the workload.
 type run struct {
 	t       *testing.T
-	backend backend
+	backend executor
 	targets []target
 	base    time.Time
 	leaseID atomic.Int64
@@ -545,13 +545,9 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 	case phase >= 200:
 		fail, slow = 100, 10
 	}
-	var bt breaker.Batch
+	var bt backend.Batch
 	for i, n := 0, rng.Intn(7); i < n; i++ { // 0 outcomes: a request to catch up
-		o := breaker.Success
-		if rng.Intn(100) < fail {
-			o = breaker.Failure
-		}
-		bt.Add(o, rng.Intn(100) < slow)
+		bt.Add(rng.Intn(100) < fail, rng.Intn(100) < slow)
 	}
 	in.batch = batch{ok: int64(bt.Successes), ko: int64(bt.Failures), slow: int64(bt.Slow),
 		lead: int64(bt.Lead), trail: int64(bt.Trail), run: int64(bt.Run), settle: settleOf(in.pol, c.id)}
@@ -621,7 +617,7 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 // workload runs opsPer operations on each of the instances against the
 // targets and returns the history.
 // With one instance, every operation runs alone.
-func workload(t *testing.T, be backend, targets breakers, nInstances, opsPer int, seed int64) []porcupine.Operation {
+func workload(t *testing.T, be executor, targets breakers, nInstances, opsPer int, seed int64) []porcupine.Operation {
 	t.Helper()
 	r := &run{t: t, backend: be, targets: targets.shared, base: time.Now(), serial: nInstances == 1}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -354,7 +354,7 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 		if !ok && present {
 			st.Err = errors.Join(st.Err, corrupt(keys[0], "field %s is %q, want a state", f, v))
 		}
-		return b
+		return breaker.State(b)
 	}
 
 	st.State = state("st")

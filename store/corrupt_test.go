@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/store"
 )
@@ -321,7 +322,7 @@ func testCorrupt(t *testing.T, raw *redis.Client, victims, witnesses *store.Stor
 	}
 	_, err = victim.b.Snapshot(ctx)
 	want("Snapshot", tc.snapshot, err)
-	_, err = victims.Read(ctx, breaker.Request{Name: name, Instance: "reader"})
+	_, err = victims.Read(ctx, backend.Request{Name: name, Instance: "reader"})
 	want("plain read", tc.read, err)
 	sts, err := victims.Inspect(ctx, store.InspectOptions{Window: corruptWindow}, name)
 	if err != nil {
@@ -365,7 +366,7 @@ func testCorrupt(t *testing.T, raw *redis.Client, victims, witnesses *store.Stor
 	if err != nil || snap.State != breaker.Closed || snap.Reason != "reset" {
 		t.Fatalf("after Reset: Snapshot %v %q, %v; want closed by reset", snap.State, snap.Reason, err)
 	}
-	if _, err := victims.Read(ctx, breaker.Request{Name: name, Instance: "reader"}); err != nil {
+	if _, err := victims.Read(ctx, backend.Request{Name: name, Instance: "reader"}); err != nil {
 		t.Errorf("after Reset: plain read: %v", err)
 	}
 	if sts, err := victims.Inspect(ctx, store.InspectOptions{Window: corruptWindow}, name); err != nil || sts[0].Err != nil {

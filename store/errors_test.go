@@ -21,7 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/store"
 )
@@ -32,9 +32,9 @@ import (
 // milliseconds.
 const causeWait = 10 * time.Second
 
-// causeSettings are normalized settings for direct store calls.
-func causeSettings() *breaker.Settings {
-	return &breaker.Settings{ConsecutiveFailures: 3, MinimumCalls: 20, Window: time.Minute,
+// causePolicy is a breaker's policy for direct store calls.
+func causePolicy() *backend.Policy {
+	return &backend.Policy{ConsecutiveFailures: 3, MinimumCalls: 20, Window: time.Minute,
 		WindowBuckets: 10, Quorum: 1, OpenDuration: time.Minute, MaxOpenDuration: time.Minute,
 		MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: time.Minute}
 }
@@ -50,7 +50,7 @@ func causeStore(t *testing.T, c redis.UniversalClient) *store.Store {
 }
 
 func readState(st *store.Store) error {
-	_, err := st.Read(context.Background(), breaker.Request{Name: "b", Instance: "i1", Settings: causeSettings()})
+	_, err := st.Read(context.Background(), backend.Request{Name: "b", Instance: "i1", Policy: causePolicy()})
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // stateFields are the fields of the state hash a plain read needs (lib.lua).
@@ -19,16 +20,16 @@ var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
 // maxGeneration bounds generations and counts: integers in [0, 2^53).
 const maxGeneration = 1 << 53
 
-// Read implements breaker.Store. Without Request.Full it reads the state
+// Read implements backend.Store. Without Request.Full it reads the state
 // hash with HMGET and Redis's clock with TIME, in one round trip and
 // without a script: it decides nothing and writes nothing. With Full it runs
 // the read script, which also sums the window and creates the breaker when
 // there is none.
-func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+func (s *Store) Read(ctx context.Context, req backend.Request) (backend.Reply, error) {
 	if req.Full {
 		return s.run(ctx, "read", s.read, req)
 	}
-	ops := []breaker.Op{{Kind: breaker.OpRead, Request: req}}
+	ops := []backend.Op{{Kind: backend.OpRead, Request: req}}
 	s.Do(ctx, ops)
 	return ops[0].Reply, ops[0].Err
 }
@@ -38,12 +39,12 @@ func (s *Store) Read(ctx context.Context, req breaker.Request) (breaker.Reply, e
 // script where it may count them (see fastArgs) and of the record script
 // otherwise. Records the fast script leaves to the full one go in a second
 // pipeline.
-func (s *Store) Do(ctx context.Context, ops []breaker.Op) {
+func (s *Store) Do(ctx context.Context, ops []backend.Op) {
 	s.do(ctx, ops, true)
 }
 
 // do carries out Do; fast allows the fast script.
-func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
+func (s *Store) do(ctx context.Context, ops []backend.Op, fast bool) {
 	if len(ops) == 0 {
 		return
 	}
@@ -57,12 +58,12 @@ func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
 	valid := false
 	for i := range ops {
 		op := &ops[i]
-		op.Reply, op.Err = breaker.Reply{}, nil
+		op.Reply, op.Err = backend.Reply{}, nil
 		if err := breaker.CheckName(op.Request.Name); err != nil {
 			op.Err = err
 			continue
 		}
-		if op.Kind != breaker.OpRead && op.Kind != breaker.OpRecord {
+		if op.Kind != backend.OpRead && op.Kind != backend.OpRecord {
 			op.Err = fmt.Errorf("breaker %q: store: unknown op %d", op.Request.Name, op.Kind)
 			continue
 		}
@@ -76,7 +77,7 @@ func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
 	pipe := s.client.Pipeline()
 	var clock *redis.TimeCmd // reads need Redis's clock; reports bring their own
 	for i := range ops {
-		if ops[i].Err == nil && ops[i].Kind == breaker.OpRead {
+		if ops[i].Err == nil && ops[i].Kind == backend.OpRead {
 			clock = pipe.Time(ctx)
 			break
 		}
@@ -89,7 +90,7 @@ func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
 			continue
 		}
 		keys := s.Keys(op.Request.Name)
-		if op.Kind == breaker.OpRead {
+		if op.Kind == backend.OpRead {
 			cmds[i] = pipe.HMGet(ctx, keys[0], stateFields...)
 			continue
 		}
@@ -187,7 +188,7 @@ func (s *Store) do(ctx context.Context, ops []breaker.Op, fast bool) {
 		}
 	}
 	if len(full) > 0 {
-		sub := make([]breaker.Op, len(full))
+		sub := make([]backend.Op, len(full))
 		for j, i := range full {
 			sub[j] = ops[i]
 		}
@@ -206,19 +207,19 @@ func perOp(err error) bool {
 		strings.Contains(msg, "user_script")
 }
 
-var opNames = map[breaker.OpKind]string{breaker.OpRead: "read", breaker.OpRecord: "record"}
+var opNames = map[backend.OpKind]string{backend.OpRead: "read", backend.OpRecord: "record"}
 
 // parseState turns the state hash's fields (stateFields) into a reply, as
 // of Redis's clock now. A breaker the store does not hold reads as closed,
 // generation 0. Every value is checked; a value this layout does not know
 // is an error matching ErrCorrupt that names the key and the field.
-func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker.Reply, error) {
+func (s *Store) parseState(name string, now time.Time, v []interface{}) (backend.Reply, error) {
 	key := s.Keys(name)[0]
 	if len(v) != len(stateFields) {
-		return breaker.Reply{}, fmt.Errorf("%w: HMGET %s: got %d fields, want %d", ErrProtocol, key, len(v), len(stateFields))
+		return backend.Reply{}, fmt.Errorf("%w: HMGET %s: got %d fields, want %d", ErrProtocol, key, len(v), len(stateFields))
 	}
 	if v[0] == nil && v[1] == nil {
-		return breaker.Reply{Verdict: breaker.VerdictOK, State: breaker.Closed, From: breaker.Closed,
+		return backend.Reply{Verdict: backend.VerdictOK, State: backend.Closed, From: backend.Closed,
 			ServerTime: time.UnixMilli(now.UnixMilli())}, nil
 	}
 	var bad error
@@ -237,7 +238,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 		}
 		return n
 	}
-	state := func(i int) breaker.State {
+	state := func(i int) backend.State {
 		x := str(i)
 		st, ok := states[x]
 		if !ok && bad == nil {
@@ -246,7 +247,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 		return st
 	}
 	nowMS := now.UnixMilli()
-	r := breaker.Reply{Verdict: breaker.VerdictOK, ServerTime: time.UnixMilli(nowMS)}
+	r := backend.Reply{Verdict: backend.VerdictOK, ServerTime: time.UnixMilli(nowMS)}
 	r.State = state(0)
 	r.Generation = num(1)
 	probeAt := num(2)
@@ -269,12 +270,12 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (breaker
 		bad = fmt.Errorf("%w: state hash %s field gen is 0, want a positive integer", ErrCorrupt, key)
 	}
 	if bad != nil {
-		return breaker.Reply{}, bad
+		return backend.Reply{}, bad
 	}
 	switch r.State {
-	case breaker.Open:
+	case backend.Open:
 		r.Wait = msDuration(max(0, probeAt-nowMS))
-	case breaker.ForcedOpen:
+	case backend.ForcedOpen:
 		r.Wait = -1
 	}
 	return r, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/lua"
 	"github.com/breakwater-go/breakwater/store"
@@ -27,12 +28,12 @@ import (
 // milliseconds; it is generous so that a slow machine under -race passes.
 const fleetWait = 10 * time.Second
 
-// fleetSettings are normalized settings (the store gets them with the
-// defaults applied): trip after 3 consecutive failures, one probe. The
-// slow-call policy (all calls slow) keeps the window in use without
-// tripping these tests.
-func fleetSettings(open, lease time.Duration) *breaker.Settings {
-	return &breaker.Settings{ConsecutiveFailures: 3, SlowCallRate: 1, SlowCallDuration: time.Second, MinimumCalls: 20, Window: time.Minute,
+// fleetPolicy is a breaker's policy (the store gets it with the defaults
+// applied): trip after 3 consecutive failures, one probe. The slow-call
+// policy (all calls slow) keeps the window in use without tripping these
+// tests.
+func fleetPolicy(open, lease time.Duration) *backend.Policy {
+	return &backend.Policy{ConsecutiveFailures: 3, SlowCallRate: 1, MinimumCalls: 20, Window: time.Minute,
 		WindowBuckets: 10, Quorum: 1, OpenDuration: open, MaxOpenDuration: open,
 		MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: lease}
 }
@@ -62,10 +63,10 @@ type fleetEnv struct {
 	raw  *redis.Client
 	st   *store.Store
 	hook *fleetHook
-	s    *breaker.Settings
+	s    *backend.Policy
 }
 
-func newFleetEnv(t *testing.T, o store.Options, s *breaker.Settings, copts ...func(*redis.Options)) *fleetEnv {
+func newFleetEnv(t *testing.T, o store.Options, s *backend.Policy, copts ...func(*redis.Options)) *fleetEnv {
 	t.Helper()
 	srv := redistest.Start(t)
 	e := &fleetEnv{t: t, srv: srv, raw: srv.Client(t), hook: &fleetHook{}, s: s}
@@ -83,8 +84,8 @@ func newFleetEnv(t *testing.T, o store.Options, s *breaker.Settings, copts ...fu
 	return e
 }
 
-func (e *fleetEnv) req(name, instance string) breaker.Request {
-	return breaker.Request{Name: name, Instance: instance, Settings: e.s, Full: true}
+func (e *fleetEnv) req(name, instance string) backend.Request {
+	return backend.Request{Name: name, Instance: instance, Policy: e.s, Full: true}
 }
 
 // redisNow returns Redis's clock in ms.
@@ -98,7 +99,7 @@ func (e *fleetEnv) redisNow() int64 {
 }
 
 // must fails the test when a store call failed.
-func (e *fleetEnv) must(op string, r breaker.Reply, err error) breaker.Reply {
+func (e *fleetEnv) must(op string, r backend.Reply, err error) backend.Reply {
 	e.t.Helper()
 	if err != nil {
 		e.t.Fatalf("%s: %v", op, err)
@@ -106,13 +107,13 @@ func (e *fleetEnv) must(op string, r breaker.Reply, err error) breaker.Reply {
 	return r
 }
 
-func (e *fleetEnv) read(name string) breaker.Reply {
+func (e *fleetEnv) read(name string) backend.Reply {
 	e.t.Helper()
 	r, err := e.st.Read(context.Background(), e.req(name, "reader"))
 	return e.must("Read", r, err)
 }
 
-func (e *fleetEnv) acquire(name, instance, lease string) breaker.Reply {
+func (e *fleetEnv) acquire(name, instance, lease string) backend.Reply {
 	e.t.Helper()
 	q := e.req(name, instance)
 	q.Lease = lease
@@ -122,25 +123,20 @@ func (e *fleetEnv) acquire(name, instance, lease string) breaker.Reply {
 
 // record reports outcomes written as in record.lua: S success, F failure,
 // s slow success, f slow failure, I ignored.
-func (e *fleetEnv) record(name, instance string, gen int64, lease, outcomes string) breaker.Reply {
+func (e *fleetEnv) record(name, instance string, gen int64, lease, outcomes string) backend.Reply {
 	e.t.Helper()
 	q := e.req(name, instance)
 	q.Generation, q.Lease = gen, lease
 	for _, c := range outcomes {
-		o := breaker.Success
-		switch c {
-		case 'F', 'f':
-			o = breaker.Failure
-		case 'I':
-			o = breaker.Ignored
+		if c != 'I' {
+			q.Batch.Add(c == 'F' || c == 'f', c == 's' || c == 'f')
 		}
-		q.Batch.Add(o, c == 's' || c == 'f')
 	}
 	r, err := e.st.Record(context.Background(), q)
 	return e.must("Record", r, err)
 }
 
-func (e *fleetEnv) force(name, instance string, c breaker.Command) breaker.Reply {
+func (e *fleetEnv) force(name, instance string, c backend.Command) backend.Reply {
 	e.t.Helper()
 	q := e.req(name, instance)
 	q.Command = c
@@ -154,7 +150,7 @@ func (e *fleetEnv) waitOpenOver(name string) {
 	deadline := time.Now().Add(fleetWait)
 	for {
 		r := e.read(name)
-		if r.State != breaker.Open {
+		if r.State != backend.Open {
 			e.t.Fatalf("waiting for the open time to end: state %v", r.State)
 		}
 		if r.Wait <= 0 {
@@ -226,7 +222,7 @@ func TestRedisScriptLifecycle(t *testing.T) {
 		lease = 5 * time.Second
 		name  = "orders"
 	)
-	e := newFleetEnv(t, store.Options{}, fleetSettings(open, lease))
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(open, lease))
 	published := e.subscribe()
 
 	t0 := e.redisNow()
@@ -237,27 +233,27 @@ func TestRedisScriptLifecycle(t *testing.T) {
 	}
 	gen := r.Generation
 	fleetCheck(t, "Read of a new breaker",
-		"Verdict", r.Verdict, breaker.VerdictOK, "State", r.State, breaker.Closed,
-		"From", r.From, breaker.Closed, "Reason", r.Reason, "created", "By", r.By, "reader",
+		"Verdict", r.Verdict, backend.VerdictOK, "State", r.State, backend.Closed,
+		"From", r.From, backend.Closed, "Reason", r.Reason, "created", "By", r.By, "reader",
 		"Wait", r.Wait, time.Duration(0), "Lease", r.Lease, "", "Changed", r.Changed, false,
-		"Counts", r.Counts, breaker.Counts{})
+		"Counts", r.Counts, backend.Counts{})
 	fleetWithin(t, "Read of a new breaker", "InState", r.InState, 0, time.Second)
 	if again := e.read(name); again.Generation != gen || again.By != "reader" {
 		t.Errorf("second Read: generation %d by %q, want %d by reader (Read changes nothing)", again.Generation, again.By, gen)
 	}
 
 	r = e.acquire(name, "i1", "L1")
-	fleetCheck(t, "Acquire, closed", "Verdict", r.Verdict, breaker.VerdictAllow, "State", r.State, breaker.Closed,
+	fleetCheck(t, "Acquire, closed", "Verdict", r.Verdict, backend.VerdictAllow, "State", r.State, backend.Closed,
 		"Generation", r.Generation, gen, "Lease", r.Lease, "", "Changed", r.Changed, false)
 
 	r = e.record(name, "i1", gen, "", "S")
-	fleetCheck(t, "Record S", "Verdict", r.Verdict, breaker.VerdictCounted, "Successes", r.Counts.Successes, uint64(1),
+	fleetCheck(t, "Record S", "Verdict", r.Verdict, backend.VerdictCounted, "Successes", r.Counts.Successes, uint64(1),
 		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(1), "WindowCalls", r.Counts.WindowCalls, uint64(1))
 
 	r = e.record(name, "i2", gen, "", "Ff")
 	c := r.Counts
 	fleetCheck(t, "Record F f",
-		"Verdict", r.Verdict, breaker.VerdictCounted, "State", r.State, breaker.Closed,
+		"Verdict", r.Verdict, backend.VerdictCounted, "State", r.State, backend.Closed,
 		"Failures", c.Failures, uint64(2), "ConsecutiveFailures", c.ConsecutiveFailures, uint64(2),
 		"WindowCalls", c.WindowCalls, uint64(3), "WindowFailures", c.WindowFailures, uint64(2),
 		"WindowSlowCalls", c.WindowSlowCalls, uint64(1), "TotalSlowCalls", c.TotalSlowCalls, uint64(1),
@@ -266,8 +262,8 @@ func TestRedisScriptLifecycle(t *testing.T) {
 	r = e.record(name, "i3", gen, "", "F")
 	c = r.Counts
 	fleetCheck(t, "Record F: trips",
-		"Verdict", r.Verdict, breaker.VerdictCounted, "Changed", r.Changed, true,
-		"State", r.State, breaker.Open, "From", r.From, breaker.Closed,
+		"Verdict", r.Verdict, backend.VerdictCounted, "Changed", r.Changed, true,
+		"State", r.State, backend.Open, "From", r.From, backend.Closed,
 		"Reason", r.Reason, "consecutive_failures", "By", r.By, "i3", "Generation", r.Generation, gen+1,
 		"PreviousFailures", c.PreviousFailures, uint64(3), "Trips", c.Trips, uint64(1),
 		"Failures", c.Failures, uint64(0), "ConsecutiveFailures", c.ConsecutiveFailures, uint64(0),
@@ -278,47 +274,47 @@ func TestRedisScriptLifecycle(t *testing.T) {
 
 	r = e.record(name, "i1", gen, "", "S")
 	fleetCheck(t, "Record of the old generation",
-		"Verdict", r.Verdict, breaker.VerdictStale, "Changed", r.Changed, false, "State", r.State, breaker.Open,
+		"Verdict", r.Verdict, backend.VerdictStale, "Changed", r.Changed, false, "State", r.State, backend.Open,
 		"Generation", r.Generation, gen+1, "TotalStale", r.Counts.TotalStale, uint64(1),
 		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(2), "Successes", r.Counts.Successes, uint64(0))
 
 	r = e.acquire(name, "i2", "L2")
-	fleetCheck(t, "Acquire, open", "Verdict", r.Verdict, breaker.VerdictReject, "State", r.State, breaker.Open, "Lease", r.Lease, "")
+	fleetCheck(t, "Acquire, open", "Verdict", r.Verdict, backend.VerdictReject, "State", r.State, backend.Open, "Lease", r.Lease, "")
 	fleetWithin(t, "Acquire, open", "Wait", r.Wait, time.Millisecond, open)
 
 	e.waitOpenOver(name)
 	r = e.acquire(name, "i1", "L3")
 	fleetCheck(t, "Acquire, open time over",
-		"Verdict", r.Verdict, breaker.VerdictProbe, "Lease", r.Lease, "L3", "Changed", r.Changed, true,
-		"State", r.State, breaker.HalfOpen, "From", r.From, breaker.Open, "Reason", r.Reason, "open_timeout",
+		"Verdict", r.Verdict, backend.VerdictProbe, "Lease", r.Lease, "L3", "Changed", r.Changed, true,
+		"State", r.State, backend.HalfOpen, "From", r.From, backend.Open, "Reason", r.Reason, "open_timeout",
 		"By", r.By, "i1", "Generation", r.Generation, gen+2, "Trips", r.Counts.Trips, uint64(1))
 
 	r = e.acquire(name, "i2", "L4")
-	fleetCheck(t, "Acquire, probe place taken", "Verdict", r.Verdict, breaker.VerdictReject,
-		"State", r.State, breaker.HalfOpen, "Lease", r.Lease, "", "Changed", r.Changed, false)
+	fleetCheck(t, "Acquire, probe place taken", "Verdict", r.Verdict, backend.VerdictReject,
+		"State", r.State, backend.HalfOpen, "Lease", r.Lease, "", "Changed", r.Changed, false)
 	fleetWithin(t, "Acquire, probe place taken", "Wait", r.Wait, lease-time.Second, lease)
 
 	r = e.record(name, "i1", gen+2, "L3", "I")
-	fleetCheck(t, "Record I with the lease", "Verdict", r.Verdict, breaker.VerdictCounted,
-		"State", r.State, breaker.HalfOpen, "Changed", r.Changed, false, "ProbeSuccesses", r.Counts.ProbeSuccesses, uint64(0))
+	fleetCheck(t, "Record I with the lease", "Verdict", r.Verdict, backend.VerdictCounted,
+		"State", r.State, backend.HalfOpen, "Changed", r.Changed, false, "ProbeSuccesses", r.Counts.ProbeSuccesses, uint64(0))
 	if n := e.raw.ZCard(context.Background(), e.st.Keys(name)[3]).Val(); n != 0 {
 		t.Errorf("after an ignored probe: %d live leases, want 0 (released)", n)
 	}
 
 	r = e.acquire(name, "i2", "L5")
-	fleetCheck(t, "Acquire after the release", "Verdict", r.Verdict, breaker.VerdictProbe, "Lease", r.Lease, "L5")
+	fleetCheck(t, "Acquire after the release", "Verdict", r.Verdict, backend.VerdictProbe, "Lease", r.Lease, "L5")
 	r = e.record(name, "i2", gen+2, "L5", "F")
 	fleetCheck(t, "Record F of the probe",
-		"Changed", r.Changed, true, "State", r.State, breaker.Open, "From", r.From, breaker.HalfOpen,
+		"Changed", r.Changed, true, "State", r.State, backend.Open, "From", r.From, backend.HalfOpen,
 		"Reason", r.Reason, "probe_failed", "Generation", r.Generation, gen+3,
 		"Trips", r.Counts.Trips, uint64(2), "PreviousFailures", r.Counts.PreviousFailures, uint64(1))
 
 	e.waitOpenOver(name)
 	r = e.acquire(name, "i3", "L6")
-	fleetCheck(t, "Acquire, open again over", "Verdict", r.Verdict, breaker.VerdictProbe, "Generation", r.Generation, gen+4)
+	fleetCheck(t, "Acquire, open again over", "Verdict", r.Verdict, backend.VerdictProbe, "Generation", r.Generation, gen+4)
 	r = e.record(name, "i3", gen+4, "L6", "S")
 	fleetCheck(t, "Record S of the probe",
-		"Changed", r.Changed, true, "State", r.State, breaker.Closed, "From", r.From, breaker.HalfOpen,
+		"Changed", r.Changed, true, "State", r.State, backend.Closed, "From", r.From, backend.HalfOpen,
 		"Reason", r.Reason, "probes_succeeded", "Generation", r.Generation, gen+5, "Trips", r.Counts.Trips, uint64(0),
 		"TotalSuccesses", r.Counts.TotalSuccesses, uint64(3), "TotalFailures", r.Counts.TotalFailures, uint64(4))
 
@@ -334,11 +330,11 @@ func TestRedisScriptLifecycle(t *testing.T) {
 // TestRedisRecordBatch: a batch is counted whole, under its generation; a
 // run of failures in it trips the breaker.
 func TestRedisRecordBatch(t *testing.T) {
-	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
 	gen := e.read("batch").Generation
 	r := e.record("batch", "i1", gen, "", "FFFFS")
 	c := r.Counts
-	fleetCheck(t, "Record FFFFS", "Verdict", r.Verdict, breaker.VerdictCounted, "State", r.State, breaker.Open,
+	fleetCheck(t, "Record FFFFS", "Verdict", r.Verdict, backend.VerdictCounted, "State", r.State, backend.Open,
 		"Changed", r.Changed, true, "TotalStale", c.TotalStale, uint64(0),
 		"TotalFailures", c.TotalFailures, uint64(4), "TotalSuccesses", c.TotalSuccesses, uint64(1),
 		"PreviousFailures", c.PreviousFailures, uint64(4))
@@ -351,13 +347,13 @@ func TestRedisRecordBatch(t *testing.T) {
 // run of failures, a window or buckets out of range.
 func TestRedisFastPathArguments(t *testing.T) {
 	const name = "fast"
-	s := fleetSettings(time.Minute, time.Minute)
+	s := fleetPolicy(time.Minute, time.Minute)
 	s.SlowCallRate = 0 // the fast path: no rate policy, no quorum
 	e := newFleetEnv(t, store.Options{}, s)
 	ctx := context.Background()
 	gen := e.read(name).Generation
 	seq := int64(0)
-	success := func(b breaker.Batch) (breaker.Reply, error) {
+	success := func(b backend.Batch) (backend.Reply, error) {
 		q := e.req(name, "i1")
 		q.Known, q.Generation = gen, gen
 		seq++
@@ -380,14 +376,14 @@ func TestRedisFastPathArguments(t *testing.T) {
 			t.Errorf("%s: state hash\n%v\nwant it unchanged\n%v", step, after, before)
 		}
 	}
-	bad := breaker.Batch{Successes: 1, Lead: 1} // a run of failures in a batch without failures
+	bad := backend.Batch{Successes: 1, Lead: 1} // a run of failures in a batch without failures
 	before := hash()
 	_, err := success(bad) // the store's first report asks for a renewal: the full script
 	unchanged("first report, lead 1 without failures", before, err)
-	if r, err := success(breaker.Batch{Successes: 1}); err != nil || !r.Short {
+	if r, err := success(backend.Batch{Successes: 1}); err != nil || !r.Short {
 		t.Fatalf("a batch of one success: %+v, %v; want a short answer (the fast path)", r, err)
 	}
-	for _, b := range []breaker.Batch{{Successes: 1, Lead: 1}, {Successes: 2, Trail: 1}, {Successes: 3, Run: 2}} {
+	for _, b := range []backend.Batch{{Successes: 1, Lead: 1}, {Successes: 2, Trail: 1}, {Successes: 3, Run: 2}} {
 		before = hash()
 		_, err = success(b)
 		unchanged(fmt.Sprintf("batch %+v", b), before, err)
@@ -395,7 +391,7 @@ func TestRedisFastPathArguments(t *testing.T) {
 
 	// The record script itself, with the arguments the store sends for a
 	// batch of one success, but one (settings the store does not check, a
-	// batch breaker.Batch.Add never makes).
+	// batch backend.Batch.Add never makes).
 	args := func(seq int64) []interface{} {
 		return []interface{}{e.st.Channel(), name, "i2", "86400000", "3", "0", "0", "20", "60000", "10", "1", "1",
 			"1", "60000", "60000", "60000", "0", "0.5", gen, gen, "", seq, "1", "0", "0", "0", "0", "0", "0", "0",
@@ -432,7 +428,7 @@ func TestRedisFastPathArguments(t *testing.T) {
 // failure outstanding, a generation the store has moved past, foreign data.
 func TestRedisFastScript(t *testing.T) {
 	const name = "fast-script"
-	s := fleetSettings(time.Minute, time.Minute)
+	s := fleetPolicy(time.Minute, time.Minute)
 	s.SlowCallRate = 0 // no rate policy, no quorum
 	e := newFleetEnv(t, store.Options{}, s)
 	ctx := context.Background()
@@ -483,19 +479,19 @@ func TestRedisFastScript(t *testing.T) {
 	}
 
 	// The store: a duplicate gets the full script's verdict.
-	rec := func(seq int64, b breaker.Batch) breaker.Reply {
+	rec := func(seq int64, b backend.Batch) backend.Reply {
 		t.Helper()
 		q := e.req(name, "i1")
 		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, seq, b
 		r, err := e.st.Record(ctx, q)
 		return e.must("Record", r, err)
 	}
-	if r := rec(10, breaker.Batch{Successes: 2}); r.Verdict != breaker.VerdictDuplicate || r.Short {
+	if r := rec(10, backend.Batch{Successes: 2}); r.Verdict != backend.VerdictDuplicate || r.Short {
 		t.Errorf("a duplicate through the store: %+v; want the full script's duplicate verdict", r)
 	}
 	// A failure outstanding closes the door until a success ends its run.
-	var fail breaker.Batch
-	fail.Add(breaker.Failure, false)
+	var fail backend.Batch
+	fail.Add(true, false)
 	if r := rec(11, fail); r.Short || r.Counts.ConsecutiveFailures != 1 {
 		t.Fatalf("a failure: %+v; want a full answer with 1 consecutive failure", r)
 	}
@@ -503,10 +499,10 @@ func TestRedisFastScript(t *testing.T) {
 		t.Fatalf("with a failure outstanding fk is %q, want empty", h["fk"])
 	}
 	fast("a failure outstanding", gen, 1, 12, 0)
-	if r := rec(12, breaker.Batch{Successes: 1}); r.Short || r.Counts.ConsecutiveFailures != 0 || r.Counts.TotalSuccesses != 3 {
+	if r := rec(12, backend.Batch{Successes: 1}); r.Short || r.Counts.ConsecutiveFailures != 0 || r.Counts.TotalSuccesses != 3 {
 		t.Fatalf("the success after a failure: %+v; want a full answer that ends the run", r)
 	}
-	if r := rec(13, breaker.Batch{Successes: 1}); !r.Short || r.Generation != gen {
+	if r := rec(13, backend.Batch{Successes: 1}); !r.Short || r.Generation != gen {
 		t.Fatalf("the next success: %+v; want the fast script's short answer", r)
 	}
 	// Foreign data: the fast script leaves it to the full one, which names it.
@@ -516,7 +512,7 @@ func TestRedisFastScript(t *testing.T) {
 		}
 		fast(fmt.Sprintf("ok %q", v), gen, 1, 20, 0)
 		q := e.req(name, "i1")
-		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, 20, breaker.Batch{Successes: 1}
+		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, 20, backend.Batch{Successes: 1}
 		if _, err := e.st.Record(ctx, q); !errors.Is(err, store.ErrCorrupt) {
 			t.Errorf("ok %q through the store: %v; want ErrCorrupt", v, err)
 		}
@@ -526,9 +522,9 @@ func TestRedisFastScript(t *testing.T) {
 // TestRedisServerTime: every reply carries Redis's clock when it answered,
 // the scripts' (read.lua, acquire, record, force) and the plain read's.
 func TestRedisServerTime(t *testing.T) {
-	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
 	ctx := context.Background()
-	plain := func() breaker.Reply {
+	plain := func() backend.Reply {
 		q := e.req("clock", "i1")
 		q.Full = false
 		r, err := e.st.Read(ctx, q)
@@ -536,14 +532,14 @@ func TestRedisServerTime(t *testing.T) {
 	}
 	calls := []struct {
 		name string
-		call func() breaker.Reply
+		call func() backend.Reply
 	}{
 		{"plain Read of a missing breaker", plain},
-		{"Read", func() breaker.Reply { return e.read("clock") }},
+		{"Read", func() backend.Reply { return e.read("clock") }},
 		{"plain Read", plain},
-		{"Acquire", func() breaker.Reply { return e.acquire("clock", "i1", "L1") }},
-		{"Record", func() breaker.Reply { return e.record("clock", "i1", 0, "", "S") }},
-		{"Force", func() breaker.Reply { return e.force("clock", "i1", breaker.CommandClose) }},
+		{"Acquire", func() backend.Reply { return e.acquire("clock", "i1", "L1") }},
+		{"Record", func() backend.Reply { return e.record("clock", "i1", 0, "", "S") }},
+		{"Force", func() backend.Reply { return e.force("clock", "i1", backend.CommandClose) }},
 	}
 	for _, c := range calls {
 		t0 := e.redisNow()
@@ -559,9 +555,9 @@ func TestRedisServerTime(t *testing.T) {
 // goroutines are all counted, none lost.
 func TestRedisConcurrentRecords(t *testing.T) {
 	const goroutines, each = 20, 50
-	s := fleetSettings(time.Minute, time.Minute)
-	s.ConsecutiveFailures = breaker.Off // never trip: every failure counts in one generation
-	s.Quorum = goroutines + 1           // track the troubled instances
+	s := fleetPolicy(time.Minute, time.Minute)
+	s.ConsecutiveFailures = 0 // off, never trip: every failure counts in one generation
+	s.Quorum = goroutines + 1 // track the troubled instances
 	e := newFleetEnv(t, store.Options{}, s)
 	gen := e.read("atomic").Generation
 	var wg sync.WaitGroup
@@ -572,7 +568,7 @@ func TestRedisConcurrentRecords(t *testing.T) {
 			defer wg.Done()
 			q := e.req("atomic", fmt.Sprintf("i%d", g))
 			q.Generation = gen
-			q.Batch.Add(breaker.Failure, false)
+			q.Batch.Add(true, false)
 			for i := 0; i < each; i++ {
 				if _, err := e.st.Record(context.Background(), q); err != nil {
 					t.Errorf("Record: %v", err)
@@ -589,27 +585,27 @@ func TestRedisConcurrentRecords(t *testing.T) {
 
 // TestRedisForce runs each operator command against the state it finds.
 func TestRedisForce(t *testing.T) {
-	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
 	published := e.subscribe()
 	const name = "admin"
 	gen := e.read(name).Generation
 	e.record(name, "i1", gen, "", "S")
 
 	steps := []struct {
-		cmd     breaker.Command
-		state   breaker.State
+		cmd     backend.Command
+		state   backend.State
 		reason  string
 		changed bool
 		wait    time.Duration
 	}{
-		{breaker.CommandOpen, breaker.ForcedOpen, "forced_open", true, -time.Millisecond},
-		{breaker.CommandOpen, breaker.ForcedOpen, "forced_open", false, -time.Millisecond},
-		{breaker.CommandDisable, breaker.Disabled, "disabled", true, 0},
-		{breaker.CommandDisable, breaker.Disabled, "disabled", false, 0},
-		{breaker.CommandClose, breaker.Closed, "forced_close", true, 0},
-		{breaker.CommandClose, breaker.Closed, "forced_close", false, 0},
-		{breaker.CommandReset, breaker.Closed, "reset", true, 0},
-		{breaker.CommandReset, breaker.Closed, "reset", true, 0},
+		{backend.CommandOpen, backend.ForcedOpen, "forced_open", true, -time.Millisecond},
+		{backend.CommandOpen, backend.ForcedOpen, "forced_open", false, -time.Millisecond},
+		{backend.CommandDisable, backend.Disabled, "disabled", true, 0},
+		{backend.CommandDisable, backend.Disabled, "disabled", false, 0},
+		{backend.CommandClose, backend.Closed, "forced_close", true, 0},
+		{backend.CommandClose, backend.Closed, "forced_close", false, 0},
+		{backend.CommandReset, backend.Closed, "reset", true, 0},
+		{backend.CommandReset, backend.Closed, "reset", true, 0},
 	}
 	var want []string
 	for i, st := range steps {
@@ -617,7 +613,7 @@ func TestRedisForce(t *testing.T) {
 		now := e.redisNow()
 		r := e.force(name, "op", st.cmd)
 		switch {
-		case st.cmd == breaker.CommandReset:
+		case st.cmd == backend.CommandReset:
 			// A reset starts afresh from Redis's clock, never going back.
 			if r.Generation <= gen || r.Generation < now {
 				t.Errorf("%s: generation %d, want > %d and >= Redis's clock %d", step, r.Generation, gen, now)
@@ -629,24 +625,24 @@ func TestRedisForce(t *testing.T) {
 		if st.changed {
 			want = append(want, fmt.Sprintf("%d %s", gen, name))
 		}
-		fleetCheck(t, step, "Verdict", r.Verdict, breaker.VerdictOK, "State", r.State, st.state,
+		fleetCheck(t, step, "Verdict", r.Verdict, backend.VerdictOK, "State", r.State, st.state,
 			"Reason", r.Reason, st.reason, "Changed", r.Changed, st.changed, "Generation", r.Generation, gen,
 			"Wait", r.Wait, st.wait, "By", r.By, "op")
-		if st.cmd == breaker.CommandReset && r.Counts != (breaker.Counts{}) {
+		if st.cmd == backend.CommandReset && r.Counts != (backend.Counts{}) {
 			t.Errorf("%s: counts after reset: %+v, want zero", step, r.Counts)
 		}
 
 		// What the state does with calls.
 		switch st.state {
-		case breaker.ForcedOpen:
+		case backend.ForcedOpen:
 			a := e.acquire(name, "i1", "L")
-			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, breaker.VerdictReject, "Wait", a.Wait, -time.Millisecond)
-		case breaker.Disabled:
+			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, backend.VerdictReject, "Wait", a.Wait, -time.Millisecond)
+		case backend.Disabled:
 			a := e.acquire(name, "i1", "L")
-			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, breaker.VerdictAllow)
+			fleetCheck(t, step+": Acquire", "Verdict", a.Verdict, backend.VerdictAllow)
 			rec := e.record(name, "i1", gen, "", "FFFFFF")
-			fleetCheck(t, step+": six failures", "Verdict", rec.Verdict, breaker.VerdictCounted,
-				"State", rec.State, breaker.Disabled, "Changed", rec.Changed, false)
+			fleetCheck(t, step+": six failures", "Verdict", rec.Verdict, backend.VerdictCounted,
+				"State", rec.State, backend.Disabled, "Changed", rec.Changed, false)
 		}
 	}
 	if got := published(); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -654,7 +650,7 @@ func TestRedisForce(t *testing.T) {
 	}
 
 	q := e.req(name, "op")
-	q.Command = breaker.Command(99)
+	q.Command = backend.Command(99)
 	before := e.hook.evals.Load()
 	if _, err := e.st.Force(context.Background(), q); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Errorf("Force(99): got %v, want an unknown command error", err)
@@ -668,7 +664,7 @@ func TestRedisForce(t *testing.T) {
 // writes (a quorum puts the troubled-instances key in use).
 func TestRedisIdleExpiry(t *testing.T) {
 	const name = "idle"
-	s := fleetSettings(50*time.Millisecond, time.Minute)
+	s := fleetPolicy(50*time.Millisecond, time.Minute)
 	s.Quorum = 2
 	e := newFleetEnv(t, store.Options{IdleExpiry: time.Second}, s)
 	ctx := context.Background()
@@ -695,13 +691,13 @@ func TestRedisIdleExpiry(t *testing.T) {
 	pttl("after two failures", 0, 1, 2)
 	e.record(name, "i2", gen, "", "F") // a second instance makes the quorum
 	e.waitOpenOver(name)
-	if r := e.acquire(name, "i1", "L"); r.Verdict != breaker.VerdictProbe {
+	if r := e.acquire(name, "i1", "L"); r.Verdict != backend.VerdictProbe {
 		t.Fatalf("Acquire: verdict %v, want probe", r.Verdict)
 	}
 	pttl("after a probe lease", 0, 3)
 
 	// The default idle expiry is a day.
-	d := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	d := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
 	d.read(name)
 	got, err := d.raw.PTTL(ctx, d.st.Keys(name)[0]).Result()
 	if err != nil {
@@ -714,7 +710,7 @@ func TestRedisIdleExpiry(t *testing.T) {
 // errors of their own kinds, and none of them makes the store think Redis
 // is down.
 func TestRedisErrors(t *testing.T) {
-	e := newFleetEnv(t, store.Options{}, fleetSettings(time.Minute, time.Minute))
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
 	ctx := context.Background()
 	if err := e.raw.Set(ctx, e.st.Keys("foreign")[0], "not a hash", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -729,7 +725,7 @@ func TestRedisErrors(t *testing.T) {
 	}{
 		{"foreign data", func() error { _, err := e.st.Read(ctx, e.req("foreign", "i1")); return err }, true, nil},
 		{"bad name", func() error {
-			_, err := e.st.Read(ctx, breaker.Request{Name: "a{b}", Instance: "i1"})
+			_, err := e.st.Read(ctx, backend.Request{Name: "a{b}", Instance: "i1"})
 			return err
 		}, false, breaker.ErrInvalidSettings},
 		{"foreign data, plain read", func() error {
@@ -771,7 +767,7 @@ func TestRedisOutage(t *testing.T) {
 		fast     = 200 * time.Millisecond // a fast failure, even on a busy machine
 		name     = "outage"
 	)
-	e := newFleetEnv(t, store.Options{Timeout: timeout, Cooldown: cooldown}, fleetSettings(time.Minute, time.Minute))
+	e := newFleetEnv(t, store.Options{Timeout: timeout, Cooldown: cooldown}, fleetPolicy(time.Minute, time.Minute))
 	ctx := context.Background()
 	gen := e.read(name).Generation
 

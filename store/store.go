@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/lua"
 )
 
@@ -139,17 +140,17 @@ func (s *Store) Keys(name string) []string {
 	return []string{tag + "state", tag + "win", tag + "inst", tag + "lease"}
 }
 
-// Acquire implements breaker.Store.
-func (s *Store) Acquire(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+// Acquire implements backend.Store.
+func (s *Store) Acquire(ctx context.Context, req backend.Request) (backend.Reply, error) {
 	return s.run(ctx, "acquire", s.acquire, req, req.Lease)
 }
 
 // Record implements breaker.Store. The common report (see fastArgs) goes
 // to the fast script first, and to the full one when the fast one does not
 // count it.
-func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+func (s *Store) Record(ctx context.Context, req backend.Request) (backend.Reply, error) {
 	if err := s.usable(req); err != nil {
-		return breaker.Reply{}, err
+		return backend.Reply{}, err
 	}
 	renew := s.renewDue(req.Name)
 	if args, ok := fastArgs(req, renew); ok {
@@ -158,7 +159,7 @@ func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply,
 		case err == nil && res == int64(1):
 			return shortReply(req), nil
 		case err != nil && !perOp(err):
-			return breaker.Reply{}, fmt.Errorf("breaker %q: record: %w", req.Name, err)
+			return backend.Reply{}, fmt.Errorf("breaker %q: record: %w", req.Name, err)
 		}
 	}
 	return s.run(ctx, "record", s.record, req, s.recordArgs(req, renew)...)
@@ -170,10 +171,10 @@ func (s *Store) Record(ctx context.Context, req breaker.Request) (breaker.Reply,
 // knows, with no probe lease to release, for a breaker whose policy has no
 // rate and no quorum (they need the window and the troubled instances), when
 // no renewal of the keys' expiry is due.
-func fastArgs(req breaker.Request, renew bool) ([]interface{}, bool) {
-	b, st := req.Batch, req.Settings
+func fastArgs(req backend.Request, renew bool) ([]interface{}, bool) {
+	b, st := req.Batch, req.Policy
 	if st == nil {
-		st = &defaultSettings
+		st = &defaultPolicy
 	}
 	if renew || req.Lease != "" || req.Known <= 0 || req.Generation != req.Known || req.Seq <= 0 ||
 		b.Failures != 0 || b.Slow != 0 || b.Lead != 0 || b.Trail != 0 || b.Run != 0 ||
@@ -186,8 +187,8 @@ func fastArgs(req breaker.Request, renew bool) ([]interface{}, bool) {
 
 // shortReply is the reply to a report the fast script counted: the breaker
 // is closed at the generation the instance knows, which holds the rest.
-func shortReply(req breaker.Request) breaker.Reply {
-	return breaker.Reply{Verdict: breaker.VerdictCounted, State: breaker.Closed, Generation: req.Known, Short: true}
+func shortReply(req backend.Request) backend.Reply {
+	return backend.Reply{Verdict: backend.VerdictCounted, State: backend.Closed, Generation: req.Known, Short: true}
 }
 
 // renewDue reports whether the keys of the named breaker should have their
@@ -203,7 +204,7 @@ func (s *Store) renewDue(name string) bool {
 
 // recordArgs returns the record script's own arguments (ARGV[20] on) for
 // req; renew asks it to renew the keys' idle expiry.
-func (s *Store) recordArgs(req breaker.Request, renew bool) []interface{} {
+func (s *Store) recordArgs(req backend.Request, renew bool) []interface{} {
 	b := req.Batch
 	gen := req.Generation
 	if gen < 0 {
@@ -222,19 +223,19 @@ func (s *Store) recordArgs(req breaker.Request, renew bool) []interface{} {
 		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), r}
 }
 
-var commands = map[breaker.Command]string{
-	breaker.CommandOpen: "open", breaker.CommandClose: "close",
-	breaker.CommandDisable: "disable", breaker.CommandReset: "reset",
+var commands = map[backend.Command]string{
+	backend.CommandOpen: "open", backend.CommandClose: "close",
+	backend.CommandDisable: "disable", backend.CommandReset: "reset",
 }
 
-// Force implements breaker.Store.
-func (s *Store) Force(ctx context.Context, req breaker.Request) (breaker.Reply, error) {
+// Force implements backend.Store.
+func (s *Store) Force(ctx context.Context, req backend.Request) (backend.Reply, error) {
 	c, ok := commands[req.Command]
 	if !ok {
-		return breaker.Reply{}, fmt.Errorf("store: breaker %q: unknown command %d", req.Name, req.Command)
+		return backend.Reply{}, fmt.Errorf("store: breaker %q: unknown command %d", req.Name, req.Command)
 	}
 	if req.OpenFor < 0 {
-		return breaker.Reply{}, fmt.Errorf("store: breaker %q: open for %v: want >= 0", req.Name, req.OpenFor)
+		return backend.Reply{}, fmt.Errorf("store: breaker %q: open for %v: want >= 0", req.Name, req.OpenFor)
 	}
 	return s.run(ctx, "force", s.force, req, c, ms(req.OpenFor))
 }
@@ -242,10 +243,10 @@ func (s *Store) Force(ctx context.Context, req breaker.Request) (breaker.Reply, 
 func ms(d time.Duration) int64 { return int64(d / time.Millisecond) }
 
 // args returns the ARGV every script shares (lib.lua), then extra.
-func (s *Store) args(req breaker.Request, extra ...interface{}) []interface{} {
-	st := req.Settings
+func (s *Store) args(req backend.Request, extra ...interface{}) []interface{} {
+	st := req.Policy
 	if st == nil {
-		st = &defaultSettings
+		st = &defaultPolicy
 	}
 	consecutive := st.ConsecutiveFailures
 	if consecutive < 0 {
@@ -267,30 +268,30 @@ func (s *Store) args(req breaker.Request, extra ...interface{}) []interface{} {
 	return append(a, extra...)
 }
 
-// defaultSettings are the settings of a request that carries none.
-var defaultSettings = breaker.Settings{
+// defaultPolicy is the policy of a request that carries none.
+var defaultPolicy = backend.Policy{
 	ConsecutiveFailures: breaker.DefaultConsecutiveFailures, MinimumCalls: breaker.DefaultMinimumCalls,
 	Window: breaker.DefaultWindow, WindowBuckets: breaker.DefaultWindowBuckets, Quorum: 1,
 	OpenDuration: breaker.DefaultOpenDuration, MaxOpenDuration: breaker.DefaultOpenDuration,
 	MaxProbes: 1, ProbeSuccesses: 1, ProbeLease: breaker.DefaultProbeLease,
 }
 
-func (s *Store) run(ctx context.Context, op string, script *redis.Script, req breaker.Request, extra ...interface{}) (breaker.Reply, error) {
+func (s *Store) run(ctx context.Context, op string, script *redis.Script, req backend.Request, extra ...interface{}) (backend.Reply, error) {
 	if err := s.usable(req); err != nil {
-		return breaker.Reply{}, err
+		return backend.Reply{}, err
 	}
 	res, err := s.runner.run(ctx, script, s.Keys(req.Name), s.args(req, extra...))
 	if err == nil {
-		var rep breaker.Reply
+		var rep backend.Reply
 		if rep, err = parseReply(res); err == nil {
 			return rep, nil
 		}
 	}
-	return breaker.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, s.nameWrongType(req.Name, err))
+	return backend.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, s.nameWrongType(req.Name, err))
 }
 
 // usable checks that the store is open and the request names a breaker.
-func (s *Store) usable(req breaker.Request) error {
+func (s *Store) usable(req backend.Request) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
@@ -300,16 +301,16 @@ func (s *Store) usable(req breaker.Request) error {
 	return nil
 }
 
-var states = map[string]breaker.State{
-	"closed": breaker.Closed, "open": breaker.Open, "half_open": breaker.HalfOpen,
-	"forced_open": breaker.ForcedOpen, "disabled": breaker.Disabled,
+var states = map[string]backend.State{
+	"closed": backend.Closed, "open": backend.Open, "half_open": backend.HalfOpen,
+	"forced_open": backend.ForcedOpen, "disabled": backend.Disabled,
 }
 
-var verdicts = map[string]breaker.Verdict{}
+var verdicts = map[string]backend.Verdict{}
 
 func init() {
-	for _, v := range []breaker.Verdict{breaker.VerdictAllow, breaker.VerdictProbe, breaker.VerdictReject,
-		breaker.VerdictCounted, breaker.VerdictStale, breaker.VerdictDuplicate, breaker.VerdictOK} {
+	for _, v := range []backend.Verdict{backend.VerdictAllow, backend.VerdictProbe, backend.VerdictReject,
+		backend.VerdictCounted, backend.VerdictStale, backend.VerdictDuplicate, backend.VerdictOK} {
 		verdicts[string(v)] = v
 	}
 }
@@ -318,13 +319,13 @@ func init() {
 const replyLen = 25
 
 // parseReply checks every field of a script's reply.
-func parseReply(res interface{}) (breaker.Reply, error) {
+func parseReply(res interface{}) (backend.Reply, error) {
 	a, ok := res.([]interface{})
 	if !ok || len(a) < replyLen {
-		return breaker.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
+		return backend.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
 	}
 	p := parser{a: a}
-	var r breaker.Reply
+	var r backend.Reply
 	r.Verdict = p.verdict(0)
 	r.State = p.state(1)
 	r.Generation = p.int(2)
@@ -355,7 +356,7 @@ func parseReply(res interface{}) (breaker.Reply, error) {
 		r.ServerTime = time.UnixMicro(p.int(25))
 	}
 	if p.err != nil {
-		return breaker.Reply{}, p.err
+		return backend.Reply{}, p.err
 	}
 	return r, nil
 }
@@ -409,7 +410,7 @@ func (p *parser) uint(i int) uint64 {
 	return uint64(n)
 }
 
-func (p *parser) state(i int) breaker.State {
+func (p *parser) state(i int) backend.State {
 	st, ok := states[p.str(i)]
 	if !ok {
 		p.fail(i, "a state")
@@ -417,7 +418,7 @@ func (p *parser) state(i int) breaker.State {
 	return st
 }
 
-func (p *parser) verdict(i int) breaker.Verdict {
+func (p *parser) verdict(i int) backend.Verdict {
 	v, ok := verdicts[p.str(i)]
 	if !ok {
 		p.fail(i, "a verdict")

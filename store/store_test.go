@@ -11,7 +11,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 func goodReply() []interface{} {
@@ -25,7 +25,7 @@ func TestParseReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Verdict != breaker.VerdictAllow || r.State != breaker.Closed || r.Generation != 7 || r.From != breaker.Open ||
+	if r.Verdict != backend.VerdictAllow || r.State != backend.Closed || r.Generation != 7 || r.From != backend.Open ||
 		r.InState != 1500*time.Millisecond || r.Counts.Failures != 2 || r.Counts.TotalStale != 4 || r.Counts.PreviousFailures != 5 ||
 		!r.ServerTime.Equal(time.UnixMilli(1700000000000)) {
 		t.Fatalf("got %+v", r)
@@ -101,7 +101,7 @@ func TestUnavailableRedisFailsFastDuringCooldown(t *testing.T) {
 	}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	st.runner.now = func() time.Time { return now }
-	req := breaker.Request{Name: "x", Instance: "i", Settings: &breaker.Settings{ConsecutiveFailures: 5,
+	req := backend.Request{Name: "x", Instance: "i", Policy: &backend.Policy{ConsecutiveFailures: 5,
 		MinimumCalls: 1, Window: time.Minute, WindowBuckets: 10, Quorum: 1, MaxProbes: 1, ProbeSuccesses: 1,
 		ProbeLease: time.Second, OpenDuration: time.Second, MaxOpenDuration: time.Second}, Full: true}
 	ctx := context.Background()

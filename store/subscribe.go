@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Watch implements breaker.Store. The first Watch starts the store's one
+// Watch implements backend.Store. The first Watch starts the store's one
 // subscription to its channel; notify is called from the subscription's
 // goroutine with the generation of each announced transition of name, and
 // with 0 after every (re)subscription, when announcements may have been

@@ -1,0 +1,78 @@
+package backend
+
+import "time"
+
+// Batch is a run of outcomes one instance saw under one generation, as
+// counts, with their order as far as the consecutive-failures policy needs it.
+type Batch struct {
+	Successes, Failures uint64
+	Slow                uint64 // calls (successes or failures) that were slow
+	// Lead counts the failures before the first success, Trail those after
+	// the last one (both are Failures when there is no success), and Run
+	// the longest run of failures between two successes.
+	Lead, Trail, Run uint64
+	// SuccessAge is how long ago the last success happened, and
+	// FailureAge the first of the trailing failures (all failures when
+	// there is no success), when the batch is sent: a store orders the
+	// batch against other instances' outcomes by them.
+	SuccessAge, FailureAge time.Duration
+	// Settle is how late after its outcomes a batch may arrive (about the
+	// flush interval; 0 for outcomes reported one by one): failures count
+	// towards a trip only once they are this old, so that a success
+	// reported late can still end their run.
+	Settle time.Duration
+}
+
+// Add appends one outcome to b: a failure when failure is set, else a
+// success; slow says that the call was slow. It leaves the ages alone.
+func (b *Batch) Add(failure, slow bool) {
+	if failure {
+		if b.Successes == 0 {
+			b.Lead++
+		}
+		b.Failures++
+		b.Trail++
+	} else {
+		if b.Successes > 0 {
+			b.Run = max(b.Run, b.Trail)
+		}
+		b.Successes++
+		b.Trail = 0
+	}
+	if slow {
+		b.Slow++
+	}
+}
+
+// Append appends the outcomes of c, which happened after b's.
+func (b *Batch) Append(c Batch) {
+	switch {
+	case c.Successes+c.Failures == 0:
+		return
+	case b.Successes == 0 && c.Successes == 0:
+		b.Lead += c.Failures
+		b.Trail += c.Failures
+	case b.Successes == 0:
+		b.Lead += c.Lead
+		b.Trail = c.Trail
+		b.Run = c.Run
+	case c.Successes == 0:
+		b.Trail += c.Failures
+	default:
+		b.Run = max(b.Run, b.Trail+c.Lead, c.Run)
+		b.Trail = c.Trail
+	}
+	b.Successes += c.Successes
+	b.Failures += c.Failures
+	b.Slow += c.Slow
+	if c.Successes > 0 {
+		b.SuccessAge = c.SuccessAge
+	}
+	if c.Successes > 0 || b.Trail == c.Failures {
+		b.FailureAge = c.FailureAge
+	}
+	b.Settle = max(b.Settle, c.Settle)
+}
+
+// Len returns how many outcomes b counts.
+func (b Batch) Len() uint64 { return b.Successes + b.Failures }
