@@ -410,7 +410,8 @@ collect:
 			if m.Payload == sentinel {
 				break collect
 			}
-			published = append(published, m.Payload)
+			head, _, _ := strings.Cut(m.Payload, "\n") // "<generation> <name>"
+			published = append(published, head)
 		case <-timeout:
 			t.Fatalf("sentinel not received within %v; got %q", fleetWait, published)
 		}

@@ -9,6 +9,7 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -397,5 +398,58 @@ func TestForgedAnnouncementsAreCheap(t *testing.T) {
 		if _, err := b.Allow(ctx); err != nil {
 			t.Errorf("%s: Allow after forged announcements: %v", b.Name(), err)
 		}
+	}
+}
+
+// TestAnnouncedTripNeedsNoRead: an instance that has heard from the store
+// takes another instance's trip from the announcement, which the store
+// verified, without reading the state; what it adopts is what the trip's
+// reply said.
+func TestAnnouncedTripNeedsNoRead(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	o := store.Options{Prefix: fleetPrefix(t), Timeout: 5 * time.Second}
+	s := breaker.Settings{ConsecutiveFailures: 1, OpenDuration: time.Hour, RefreshInterval: time.Hour}
+	_, bs, h := manyBreakers(t, srv, 1, s, o)
+	follower := bs[0]
+	opened := make(chan breaker.Event, 1)
+	follower.Listen(func(e breaker.Event) {
+		if e.Kind == breaker.StateChanged && e.To == breaker.Open {
+			opened <- e
+		}
+	})
+	st, err := store.New(srv.Client(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	s.Instance = "tripper"
+	tripper, err := breaker.New(follower.Name(), st, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tripper.Close() })
+	h.quiet(t)
+	trips := h.trips.Load()
+	p, err := tripper.Allow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Done(ctx, errors.New("dependency down"))
+	var e breaker.Event
+	select {
+	case e = <-opened:
+	case <-time.After(fleetWait):
+		t.Fatalf("the follower did not open within %v", fleetWait)
+	}
+	if got := h.trips.Load() - trips; got != 0 {
+		t.Errorf("the follower made %d round trips to hear the trip, want 0", got)
+	}
+	if e.Instance != "tripper" || e.Reason != "consecutive_failures" || e.Counts.PreviousFailures != 1 ||
+		e.NextProbeIn <= 59*time.Minute || e.From != breaker.Closed {
+		t.Errorf("the follower's event: %+v; want closed -> open by tripper after 1 failure, next probe in about 1h", e)
+	}
+	if _, err := follower.Allow(ctx); !errors.As(err, new(*breaker.OpenError)) {
+		t.Errorf("the follower's Allow after the trip: %v, want an *OpenError", err)
 	}
 }

@@ -40,7 +40,7 @@ func (s *policyStore) Do(_ context.Context, ops []backend.Op) {
 		ops[i].Reply, ops[i].Err = s.answer(ops[i].Request)
 	}
 }
-func (s *policyStore) Watch(string, func(int64)) func() { return func() {} }
+func (s *policyStore) Watch(string, func(int64, *backend.Reply)) func() { return func() {} }
 
 // TestRequestsCarryThePolicy: every request carries the breaker's policy,
 // its defaults applied and Off as 0, made once.

@@ -87,7 +87,7 @@ func (f *lossyStore) Do(ctx context.Context, ops []backend.Op) {
 		}
 	}
 }
-func (f *lossyStore) Watch(string, func(int64)) func() { return func() {} }
+func (f *lossyStore) Watch(string, func(int64, *backend.Reply)) func() { return func() {} }
 
 // TestOutcomesCountedExactlyOnce: while deliveries fail, before or after
 // the store counted them, outcomes wait and are sent again under the same

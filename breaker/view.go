@@ -94,15 +94,23 @@ const maxProbeWait = time.Second
 
 // notified is called by the store's subscription for every announced
 // transition (generation > 0) and whenever announcements may have been
-// missed (0). It asks the hub to read the state, never trusting the
-// announcement itself. An announcement of a generation the view has
+// missed (0). An announcement the store verified (it carries the HMAC of
+// the breaker's own script) is taken as a reply. For any other it asks the
+// hub to read the state, never trusting the announcement itself: a forged
+// one changes nothing. An announcement of a generation the view has
 // already seen costs nothing; one that a read did not confirm (forged, or
 // repeated from an old store) makes the breaker distrust announcements for
 // a RefreshInterval: then only one of the next generation is read, once per
 // interval, so that a flood costs one read per interval and a real
 // transition is still heard at once.
-func (b *Breaker) notified(gen int64) {
+func (b *Breaker) notified(gen int64, verified *backend.Reply) {
 	if b.closed.Load() {
+		return
+	}
+	if verified != nil && gen > 0 {
+		// The store verified that the breaker's own script announced this:
+		// it is as good as a reply, and costs no read.
+		b.adopt(*verified, b.clock.Now(), false, 0)
 		return
 	}
 	v := b.view()

@@ -30,6 +30,12 @@
 --   19 total slow calls   20 total stale outcomes   21 lease id   22 1 if this call
 --   changed the state, else 0   23 consecutive trips   24 failures counted in
 --   the previous generation   25 Redis's clock (ms)   26 Redis's clock (µs)
+--   27 the breaker's announcement key (field sk)
+-- Announcements: a script that makes a transition publishes on the channel
+--   "<generation> <name>", a newline, fields 2-20 and 23-26 of its reply
+--   separated by spaces, a newline, and HMAC-SHA1 of the two lines keyed
+--   with sk (hex). The store verifies it with the key a reply or a read
+--   gave it; a message it cannot verify is only a hint to read the state.
 -- Errors: "BWCORRUPT ..." when the keys hold data this layout does not know,
 --   "BWARGS ..." when the arguments are malformed.
 --
@@ -69,9 +75,9 @@ local P = setmetatable({}, {__index = function(t, k)
 end})
 
 local FIELDS = {'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why', 'by', 'at',
-  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri', 'fk'}
+  'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri', 'fk', 'sk'}
 local NF = #FIELDS
-local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true, fk = true}
+local TEXT = {st = true, from = true, why = true, by = true, rl = true, ri = true, fk = true, sk = true}
 local STATES = {closed = true, open = true, half_open = true,
   forced_open = true, disabled = true}
 
@@ -95,7 +101,7 @@ end
 local function fresh(gen)
   ST = {st = 'closed', gen = gen, fl = 1, probe_at = 0, trips = 0, from = 'closed',
     why = 'created', by = INSTANCE, at = NOW, ok = 0, ko = 0, cf = 0, cfat = 0,
-    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = '', fk = ''}
+    hs = 0, tok = 0, tko = 0, tslow = 0, tstale = 0, pko = 0, ren = 0, rl = '', ri = '', fk = '', sk = ''}
   for _, f in ipairs(FIELDS) do CH[f] = true end
   NCH = NF
   CREATED = true
@@ -125,11 +131,11 @@ local function load_state(with_seq)
   if with_seq then
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren',
-      'rl', 'ri', 'fk', SEQ_FIELD)
+      'rl', 'ri', 'fk', 'sk', SEQ_FIELD)
   else
     v = redis.call('HMGET', K_STATE, 'st', 'gen', 'fl', 'probe_at', 'trips', 'from', 'why',
       'by', 'at', 'ok', 'ko', 'cf', 'cfat', 'hs', 'tok', 'tko', 'tslow', 'tstale', 'pko', 'ren', 'rl', 'ri',
-      'fk')
+      'fk', 'sk')
   end
   if v[1] == false and v[2] == false then
     fresh(math.max(NOW, P.known + 1))
@@ -140,7 +146,7 @@ local function load_state(with_seq)
     if x == false then
       if f == 'fl' or f == 'ren' then
         x = 0 -- absent from breakers written by older scripts
-      elseif f == 'rl' or f == 'ri' or f == 'fk' then
+      elseif f == 'rl' or f == 'ri' or f == 'fk' or f == 'sk' then
         x = ''
       else
         return 'BWCORRUPT state hash ' .. K_STATE .. ' lacks field ' .. f
@@ -297,8 +303,11 @@ local function open_duration()
   return math.max(1, math.floor(d))
 end
 
+-- announce asks reply() to publish the state it answers with: a
+-- transition, or a generation moved on by the rollback rule.
+local ANNOUNCE = false
 local function announce()
-  redis.call('PUBLISH', CHANNEL, string.format('%d', ST.gen) .. ' ' .. NAME)
+  ANNOUNCE = true
 end
 
 -- transition moves the breaker to a new state under a new generation, clears
@@ -351,6 +360,11 @@ end
 -- save writes only what changed, and renews the idle expiry of the keys at
 -- most once per eighth of it (and when a key is created).
 local function save()
+  -- sk is the breaker's key for its announcements (see reply): 40 hex
+  -- digits, made when the breaker is, or when the field holds anything else.
+  if not (#ST.sk == 40 and not string.find(ST.sk, '[^0-9a-f]')) then
+    set('sk', redis.sha1hex(table.concat({NOW_US, ARGV[18], INSTANCE, NAME, ST.gen, ST.sk}, ' ')))
+  end
   -- fk opens fast.lua's door: the generation while the breaker is closed
   -- with no failure outstanding, else empty.
   local fk = ''
@@ -395,13 +409,53 @@ local function troubled_now()
   return troubled(NOW - P.window)
 end
 
+-- hmac returns HMAC-SHA1(key, msg) in hex; key is at most 64 bytes.
+local function hmac(key, msg)
+  local function xor(a, b)
+    local r, p = 0, 1
+    while a > 0 or b > 0 do
+      local x, y = a % 2, b % 2
+      if x ~= y then r = r + p end
+      a = (a - x) / 2
+      b = (b - y) / 2
+      p = p * 2
+    end
+    return r
+  end
+  local inner, outer = {}, {}
+  for i = 1, 64 do
+    local k = string.byte(key, i) or 0
+    inner[i] = string.char(xor(k, 0x36))
+    outer[i] = string.char(xor(k, 0x5c))
+  end
+  local digest = string.gsub(redis.sha1hex(table.concat(inner) .. msg), '..',
+    function(h) return string.char(tonumber(h, 16)) end)
+  return redis.sha1hex(table.concat(outer) .. digest)
+end
+
 local function reply(verdict, wait, lease)
   if ST.st == 'open' then
     wait = math.max(0, ST.probe_at - NOW)
   elseif ST.st == 'forced_open' then
     wait = -1
   end
-  return {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
+  local r = {verdict, ST.st, ST.gen, wait, ST.from, ST.why, ST.by, NOW - ST.at,
     ST.ok, ST.ko, ST.cf, ST.hs, SUM.t, SUM.f, SUM.s, troubled_now(),
-    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW, NOW_US}
+    ST.tok, ST.tko, ST.tslow, ST.tstale, lease or '', CHANGED, ST.trips, ST.pko, NOW, NOW_US, ST.sk}
+  if ANNOUNCE then
+    -- The announcement: "<generation> <name>", then the state as this
+    -- reply tells it (fields 2 to 20 and 23 to 26, space-separated), then
+    -- HMAC-SHA1 of both lines keyed with sk, one line each. An instance
+    -- that knows sk adopts the state at once; any other message is a hint
+    -- to read the state.
+    local f = {}
+    for i = 2, 20 do f[#f + 1] = r[i] end
+    for i = 23, 26 do f[#f + 1] = r[i] end
+    for i = 1, #f do
+      if type(f[i]) == 'number' then f[i] = string.format('%d', f[i]) end
+    end
+    local msg = string.format('%d', ST.gen) .. ' ' .. NAME .. '\n' .. table.concat(f, ' ')
+    redis.call('PUBLISH', CHANNEL, msg .. '\n' .. hmac(ST.sk, msg))
+  end
+  return r
 end

@@ -177,7 +177,7 @@ func corruptCases() []corruptCase {
 			cs = append(cs, all(corruptCase{name: fmt.Sprintf("state %s %q", f, v), key: keyState, what: "field " + f + " ", write: hset(f, v)}))
 		}
 	}
-	for _, f := range []string{"why", "by", "ri", "fk"} {
+	for _, f := range []string{"why", "by", "ri", "fk", "sk"} {
 		for _, v := range []string{"", "*", "1e30", "ünï cödé ☃"} {
 			cs = append(cs, corruptCase{name: fmt.Sprintf("state %s %q", f, v), key: keyState, write: hset(f, v), ok: true})
 		}

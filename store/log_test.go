@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakwater-go/breakwater/breaker/backend"
 	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/store"
 )
@@ -56,7 +57,7 @@ func TestStoreLogsSubscriptionLoss(t *testing.T) {
 	}
 	defer st.Close()
 	notified := make(chan int64, 16)
-	cancel := st.Watch("x", func(gen int64) {
+	cancel := st.Watch("x", func(gen int64, _ *backend.Reply) {
 		select {
 		case notified <- gen:
 		default:

@@ -15,7 +15,7 @@ import (
 
 // stateFields are the fields of the state hash a plain read needs (lib.lua).
 var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
-	"ok", "ko", "cf", "hs", "tok", "tko", "tslow", "tstale", "trips", "pko"}
+	"ok", "ko", "cf", "hs", "tok", "tko", "tslow", "tstale", "trips", "pko", "sk"}
 
 // maxGeneration bounds generations and counts: integers in [0, 2^53).
 const maxGeneration = 1 << 53
@@ -181,6 +181,9 @@ func (s *Store) do(ctx context.Context, ops []backend.Op, fast bool) {
 			if err == nil {
 				op.Reply, err = parseReply(res)
 			}
+			if err == nil {
+				s.learn(op.Request.Name, replyKey(res))
+			}
 			op.Err = err
 		}
 		if op.Err != nil {
@@ -272,6 +275,7 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (backend
 	if bad != nil {
 		return backend.Reply{}, bad
 	}
+	s.learn(name, v[17])
 	switch r.State {
 	case backend.Open:
 		r.Wait = msDuration(max(0, probeAt-nowMS))

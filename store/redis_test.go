@@ -164,7 +164,8 @@ func (e *fleetEnv) waitOpenOver(name string) {
 }
 
 // subscribe returns a function that publishes a sentinel and returns
-// every message published on the store's channel since subscribe.
+// the first line ("<generation> <name>") of every message published on the
+// store's channel since subscribe.
 func (e *fleetEnv) subscribe() func() []string {
 	e.t.Helper()
 	ctx := context.Background()
@@ -189,7 +190,8 @@ func (e *fleetEnv) subscribe() func() []string {
 				if m.Payload == sentinel {
 					return got
 				}
-				got = append(got, m.Payload)
+				head, _, _ := strings.Cut(m.Payload, "\n") // "<generation> <name>"
+				got = append(got, head)
 			case <-timeout:
 				e.t.Fatalf("sentinel not received within %v; got %q", fleetWait, got)
 			}

@@ -77,13 +77,16 @@ type Store struct {
 	acquire, record, fast, force, read *redis.Script
 
 	mu       sync.Mutex
-	watchers map[string]map[int]func(int64)
+	watchers map[string]map[int]func(int64, *backend.Reply)
 	renewed  sync.Map // breaker name -> when a report last asked to renew its keys' expiry
-	nextID   int
-	subStop  context.CancelFunc
-	subDone  chan struct{}
-	pubsub   *redis.PubSub
-	closed   bool
+	// announceKeys: watched breaker name -> its announcement key (lib.lua's
+	// field sk), as the last reply or read gave it; guarded by mu.
+	announceKeys map[string]string
+	nextID       int
+	subStop      context.CancelFunc
+	subDone      chan struct{}
+	pubsub       *redis.PubSub
+	closed       bool
 }
 
 var _ breaker.Store = (*Store)(nil)
@@ -117,16 +120,17 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		opts.IdleExpiry = DefaultIdleExpiry
 	}
 	return &Store{
-		client:   client,
-		opts:     opts,
-		channel:  opts.Prefix + ":" + layout + ":events",
-		runner:   newRunner(client, opts.Timeout, opts.Cooldown, time.Now),
-		acquire:  redis.NewScript(lua.Acquire()),
-		record:   redis.NewScript(lua.Record()),
-		fast:     redis.NewScript(lua.Fast()),
-		force:    redis.NewScript(lua.Force()),
-		read:     redis.NewScript(lua.Read()),
-		watchers: map[string]map[int]func(int64){},
+		client:       client,
+		opts:         opts,
+		channel:      opts.Prefix + ":" + layout + ":events",
+		runner:       newRunner(client, opts.Timeout, opts.Cooldown, time.Now),
+		acquire:      redis.NewScript(lua.Acquire()),
+		record:       redis.NewScript(lua.Record()),
+		fast:         redis.NewScript(lua.Fast()),
+		force:        redis.NewScript(lua.Force()),
+		read:         redis.NewScript(lua.Read()),
+		watchers:     map[string]map[int]func(int64, *backend.Reply){},
+		announceKeys: map[string]string{},
 	}, nil
 }
 
@@ -284,6 +288,7 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req ba
 	if err == nil {
 		var rep backend.Reply
 		if rep, err = parseReply(res); err == nil {
+			s.learn(req.Name, replyKey(res))
 			return rep, nil
 		}
 	}
@@ -359,6 +364,15 @@ func parseReply(res interface{}) (backend.Reply, error) {
 		return backend.Reply{}, p.err
 	}
 	return r, nil
+}
+
+// replyKey returns field 27 of a script's reply, the breaker's
+// announcement key, or nil.
+func replyKey(res interface{}) interface{} {
+	if a, ok := res.([]interface{}); ok && len(a) > replyLen+1 {
+		return a[replyLen+1]
+	}
+	return nil
 }
 
 func lenOf(v interface{}) int {

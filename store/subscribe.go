@@ -2,20 +2,28 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
 )
 
 // Watch implements backend.Store. The first Watch starts the store's one
 // subscription to its channel; notify is called from the subscription's
 // goroutine with the generation of each announced transition of name, and
 // with 0 after every (re)subscription, when announcements may have been
-// missed. Messages that do not parse are dropped: they change nothing.
-func (s *Store) Watch(name string, notify func(generation int64)) (cancel func()) {
+// missed. An announcement whose HMAC verifies with the breaker's key
+// (which every reply and read of the breaker carries) comes with the state
+// it announces; any other one is a hint. Messages that do not parse are
+// dropped: they change nothing.
+func (s *Store) Watch(name string, notify func(generation int64, verified *backend.Reply)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -24,7 +32,7 @@ func (s *Store) Watch(name string, notify func(generation int64)) (cancel func()
 	id := s.nextID
 	s.nextID++
 	if s.watchers[name] == nil {
-		s.watchers[name] = map[int]func(int64){}
+		s.watchers[name] = map[int]func(int64, *backend.Reply){}
 	}
 	s.watchers[name][id] = notify
 	if s.subStop == nil {
@@ -39,6 +47,7 @@ func (s *Store) Watch(name string, notify func(generation int64)) (cancel func()
 		delete(s.watchers[name], id)
 		if len(s.watchers[name]) == 0 {
 			delete(s.watchers, name)
+			delete(s.announceKeys, name)
 		}
 	}
 }
@@ -111,7 +120,7 @@ func (s *Store) subscribe(ctx context.Context, done chan struct{}) {
 		case *redis.Message:
 			gen, name, ok := parseAnnouncement(m.Payload)
 			if ok {
-				s.notify(name, gen)
+				s.notify(name, gen, s.verify(name, gen, m.Payload))
 			}
 		}
 	}
@@ -124,9 +133,11 @@ func (s *Store) log(level slog.Level, msg string, attrs ...slog.Attr) {
 	}
 }
 
-// parseAnnouncement reads "<generation> <name>".
+// parseAnnouncement reads "<generation> <name>", the first line of an
+// announcement (lib.lua).
 func parseAnnouncement(payload string) (gen int64, name string, ok bool) {
-	g, name, found := strings.Cut(payload, " ")
+	head, _, _ := strings.Cut(payload, "\n")
+	g, name, found := strings.Cut(head, " ")
 	if !found || name == "" {
 		return 0, "", false
 	}
@@ -137,21 +148,26 @@ func parseAnnouncement(payload string) (gen int64, name string, ok bool) {
 	return gen, name, true
 }
 
-func (s *Store) notify(name string, gen int64) {
+func (s *Store) notify(name string, gen int64, verified *backend.Reply) {
 	s.mu.Lock()
-	fns := make([]func(int64), 0, len(s.watchers[name]))
+	fns := make([]func(int64, *backend.Reply), 0, len(s.watchers[name]))
 	for _, fn := range s.watchers[name] {
 		fns = append(fns, fn)
 	}
 	s.mu.Unlock()
 	for _, fn := range fns {
-		fn(gen)
+		if verified != nil {
+			r := *verified // each watcher its own copy
+			fn(gen, &r)
+		} else {
+			fn(gen, nil)
+		}
 	}
 }
 
 func (s *Store) notifyAll() {
 	s.mu.Lock()
-	var fns []func(int64)
+	var fns []func(int64, *backend.Reply)
 	for _, ws := range s.watchers {
 		for _, fn := range ws {
 			fns = append(fns, fn)
@@ -159,6 +175,75 @@ func (s *Store) notifyAll() {
 	}
 	s.mu.Unlock()
 	for _, fn := range fns {
-		fn(0)
+		fn(0, nil)
 	}
+}
+
+// announcedFields is how many fields the state line of an announcement
+// holds: fields 2 to 20 and 23 to 26 of a script's reply (lib.lua).
+const announcedFields = 23
+
+// verify returns the state an announcement tells when its HMAC verifies
+// with the key the store last learnt for the breaker, or nil.
+func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
+	s.mu.Lock()
+	key := s.announceKeys[name]
+	s.mu.Unlock()
+	if key == "" {
+		return nil
+	}
+	head, rest, ok := strings.Cut(payload, "\n")
+	if !ok {
+		return nil
+	}
+	body, mac, ok := strings.Cut(rest, "\n")
+	if !ok || len(mac) != 2*sha1.Size {
+		return nil
+	}
+	want, err := hex.DecodeString(mac)
+	if err != nil {
+		return nil
+	}
+	h := hmac.New(sha1.New, []byte(key))
+	h.Write([]byte(head))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(body))
+	if !hmac.Equal(h.Sum(nil), want) {
+		return nil
+	}
+	f := strings.Split(body, " ")
+	if len(f) != announcedFields {
+		return nil
+	}
+	a := make([]interface{}, 0, replyLen+1)
+	a = append(a, string(backend.VerdictOK))
+	for _, x := range f[:19] {
+		a = append(a, x)
+	}
+	a = append(a, "", "0") // lease, changed
+	for _, x := range f[19:] {
+		a = append(a, x)
+	}
+	rep, err := parseReply(a)
+	if err != nil || rep.Generation != gen {
+		return nil
+	}
+	return &rep
+}
+
+// learn keeps the announcement key of a watched breaker, lib.lua's field
+// sk, as a reply or a read gave it: 40 hex digits, else nothing.
+func (s *Store) learn(name string, key interface{}) {
+	k, ok := key.(string)
+	if !ok || len(k) != 2*sha1.Size {
+		return
+	}
+	if _, err := hex.DecodeString(k); err != nil {
+		return
+	}
+	s.mu.Lock()
+	if len(s.watchers[name]) > 0 {
+		s.announceKeys[name] = k
+	}
+	s.mu.Unlock()
 }

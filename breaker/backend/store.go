@@ -28,10 +28,14 @@ type Store interface {
 	// breaker are carried out in their order.
 	Do(ctx context.Context, ops []Op)
 	// Watch calls notify with the generation of every transition of the
-	// named breaker that is announced, and with 0 whenever announcements may
-	// have been missed (after a new subscription), until cancel is called.
-	// notify must not block.
-	Watch(name string, notify func(generation int64)) (cancel func())
+	// named breaker that is announced, and with 0 and nil whenever
+	// announcements may have been missed (after a new subscription), until
+	// cancel is called. When the store has verified that an announcement
+	// comes from the breaker's own script it passes the state announced
+	// (verified, a reply with VerdictOK), which the breaker takes as it
+	// takes a reply; otherwise verified is nil and the announcement is only
+	// a hint to read the state. notify must not block.
+	Watch(name string, notify func(generation int64, verified *Reply)) (cancel func())
 }
 
 // OpKind names what an Op asks of a Store.

@@ -1,0 +1,141 @@
+package store_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
+	"github.com/breakwater-go/breakwater/store"
+)
+
+// announcement is what a watcher heard.
+type announcement struct {
+	gen      int64
+	verified *backend.Reply
+}
+
+// watch returns the announcements of name that st passes on.
+func watch(t *testing.T, st *store.Store, name string) <-chan announcement {
+	t.Helper()
+	ch := make(chan announcement, 64)
+	cancel := st.Watch(name, func(gen int64, verified *backend.Reply) {
+		ch <- announcement{gen, verified}
+	})
+	t.Cleanup(cancel)
+	// The subscription tells it has started with a generation of 0.
+	select {
+	case a := <-ch:
+		if a.gen != 0 || a.verified != nil {
+			t.Fatalf("first notification: %+v, want the subscription's (0, nil)", a)
+		}
+	case <-time.After(fleetWait):
+		t.Fatal("no subscription within the wait")
+	}
+	return ch
+}
+
+func next(t *testing.T, ch <-chan announcement) announcement {
+	t.Helper()
+	select {
+	case a := <-ch:
+		return a
+	case <-time.After(fleetWait):
+		t.Fatal("no announcement within the wait")
+		return announcement{}
+	}
+}
+
+// TestRedisAnnouncementsAreVerified: a transition's announcement carries
+// the state and an HMAC keyed with the breaker's own key (field sk); a
+// store that learnt the key from a reply or a read passes the state on as
+// verified, exactly as the script's reply tells it. A message whose HMAC
+// does not verify (a byte changed, another key, none) or that arrives
+// before the store knows the key is only a hint: its generation, no state.
+func TestRedisAnnouncementsAreVerified(t *testing.T) {
+	const name = "announced"
+	e := newFleetEnv(t, store.Options{Prefix: "announce"}, fleetPolicy(time.Minute, time.Minute))
+	ctx := context.Background()
+	watcher, err := store.New(e.srv.Client(t), store.Options{Prefix: "announce"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watcher.Close() })
+	ch := watch(t, watcher, name)
+
+	// Before the watcher knows the key: a hint.
+	gen := e.read(name).Generation
+	tripped := e.record(name, "i1", gen, "", "FFF")
+	if tripped.State != backend.Open || !tripped.Changed {
+		t.Fatalf("three failures: %+v, want a trip", tripped)
+	}
+	if a := next(t, ch); a.gen != gen+1 || a.verified != nil {
+		t.Fatalf("before the key is known: %+v, want a hint of generation %d", a, gen+1)
+	}
+
+	// The watcher learns the key with a read; the next transition comes
+	// with its state, as the script's reply tells it.
+	q := backend.Request{Name: name, Instance: "w"}
+	if _, err := watcher.Read(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	closed := e.force(name, "op", backend.CommandClose)
+	a := next(t, ch)
+	if a.gen != closed.Generation || a.verified == nil {
+		t.Fatalf("after a read: %+v, want the verified state of generation %d", a, closed.Generation)
+	}
+	v := *a.verified
+	fleetCheck(t, "verified close", "Verdict", v.Verdict, backend.VerdictOK, "State", v.State, closed.State,
+		"Generation", v.Generation, closed.Generation, "From", v.From, closed.From, "Reason", v.Reason, closed.Reason,
+		"By", v.By, closed.By, "Counts", v.Counts, closed.Counts, "ServerTime", v.ServerTime, closed.ServerTime,
+		"Wait", v.Wait, closed.Wait)
+
+	// A trip: the state, its wait and the failures that tripped it.
+	tripped = e.record(name, "i2", closed.Generation, "", "FFF")
+	a = next(t, ch)
+	if a.verified == nil || a.verified.State != backend.Open || a.verified.Counts.PreviousFailures != 3 ||
+		a.verified.Wait != tripped.Wait || a.verified.Reason != "consecutive_failures" || a.verified.By != "i2" {
+		t.Fatalf("verified trip: %+v, want open after 3 failures by i2, wait %v", a.verified, tripped.Wait)
+	}
+
+	// Forgeries: the format is right, the HMAC is not.
+	key, err := e.raw.HGet(ctx, e.st.Keys(name)[0], "sk").Result()
+	if err != nil || len(key) != 40 {
+		t.Fatalf("field sk: %q, %v; want 40 hex digits", key, err)
+	}
+	head := fmt.Sprintf("%d %s", tripped.Generation+1, name)
+	body := "closed " + fmt.Sprint(tripped.Generation+1) + " 0 open forced_close mallory 0 0 0 0 0 0 0 0 0 3 6 0 0 0 3 1 1"
+	sign := func(k, msg string) string {
+		h := hmac.New(sha1.New, []byte(k))
+		h.Write([]byte(msg))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	good := head + "\n" + body + "\n" + sign(key, head+"\n"+body)
+	for _, forged := range []string{
+		head,
+		head + "\n" + body,
+		head + "\n" + body + "\n" + sign("0123456789abcdef0123456789abcdef01234567", head+"\n"+body),
+		head + "\n" + strings.Replace(body, "mallory", "mallorz", 1) + good[len(head)+1+len(body):],
+		head + "\n" + body + "\n" + sign(key, head+"\n"+body+" "),
+	} {
+		if err := e.raw.Publish(ctx, e.st.Channel(), forged).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if a := next(t, ch); a.verified != nil || a.gen != tripped.Generation+1 {
+			t.Errorf("forged %q: %+v, want a hint of generation %d", forged, a, tripped.Generation+1)
+		}
+	}
+	// Signed with the breaker's key, the same message verifies: the key is
+	// what tells the breaker's script from anyone else.
+	if err := e.raw.Publish(ctx, e.st.Channel(), good).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if a := next(t, ch); a.verified == nil || a.verified.By != "mallory" {
+		t.Errorf("signed with the key: %+v, want it verified", a)
+	}
+}
