@@ -121,6 +121,15 @@ func TestExactlyOnceThroughPauseAndFreeze(t *testing.T) {
 	}
 }
 
+// flushCounter counts the outcomes the breakers it observes delivered in
+// batches.
+type flushCounter struct {
+	breaker.NopObserver
+	n atomic.Int64
+}
+
+func (c *flushCounter) BatchFlushed(f breaker.FlushInfo) { c.n.Add(int64(f.Outcomes)) }
+
 // traceStep is one outcome of a recorded traffic trace.
 type traceStep struct {
 	instance int
@@ -148,7 +157,11 @@ func recordedTrace(seed int64, n int) []traceStep {
 // trips a batched breaker within one flush interval of the outcome at which
 // it trips a synchronous one, under a rate policy and under consecutive
 // failures. The trip is placed at the outcome the replay had reached when
-// the first instance heard of it.
+// the first instance heard of it. The pace is the trace's, not the
+// machine's: an outcome is replayed only once the outcomes of two flush
+// intervals before it have been delivered (a synchronous one is delivered
+// before Done returns), so a machine that stalls the reports stalls the
+// trace with them.
 func TestDecisionParity(t *testing.T) {
 	const (
 		pace     = time.Millisecond
@@ -175,8 +188,11 @@ func TestDecisionParity(t *testing.T) {
 				s.FlushInterval = interval
 				s.OpenDuration = time.Hour
 				o := store.Options{Prefix: fleetPrefix(t) + "-" + mode.String(), Timeout: 5 * time.Second}
+				flushed := &flushCounter{}
+				s.Observer = flushed
 				fleet := fleetOf(t, srv, 20, "parity", "pod", s, o)
 				var reached, tripped atomic.Int64 // tripped: outcome index + 1
+				done := make([]int64, len(trace)) // outcomes reported before each step
 				for _, in := range fleet {
 					in.b.Listen(func(e breaker.Event) {
 						if e.Kind == breaker.StateChanged && e.To == breaker.Open {
@@ -185,10 +201,19 @@ func TestDecisionParity(t *testing.T) {
 					})
 				}
 				began := time.Now()
+				var reported int64
 				for i, step := range trace {
+					if j := i - 2*perFlush; mode == breaker.ReportBatched && j >= 0 {
+						// The trace waits for the reports of its past.
+						fleetPoll(t, "outcomes delivered", func() bool { return flushed.n.Load() >= done[j] })
+						if d := time.Since(began); d > time.Duration(i)*pace {
+							began = began.Add(d - time.Duration(i)*pace)
+						}
+					}
 					for time.Since(began) < time.Duration(i)*pace {
 						// a steady pace: the trace's outcomes happen at their times
 					}
+					done[i] = reported
 					if tripped.Load() != 0 {
 						break
 					}
@@ -202,6 +227,7 @@ func TestDecisionParity(t *testing.T) {
 					} else {
 						p.Done(ctx, nil)
 					}
+					reported++
 				}
 				deadline := time.Now().Add(fleetWait)
 				for tripped.Load() == 0 && time.Now().Before(deadline) {

@@ -2,7 +2,7 @@
 -- only, of the generation the instance knows, for a breaker that is closed
 -- with no failure outstanding: the full script (record.lua) would add them
 -- to two counts and note the sequence, and so does this one, without the
--- prelude. It stands alone, takes four arguments and reads four fields.
+-- prelude. It stands alone, takes four arguments and reads six fields.
 --
 -- The door is field fk of the state hash, which every full script keeps
 -- (lib.lua's save): the generation while the breaker is closed with no
@@ -20,8 +20,10 @@
 -- Reply: 1 counted (the breaker is closed at generation ARGV[2]); 0 not
 -- counted here, nothing changed.
 local key, q = KEYS[1], 'q.' .. ARGV[1]
-local f = redis.call('HMGET', key, 'fk', q, 'ok', 'tok')
-if f[1] ~= ARGV[2] or not (f[3] and f[4]) then return 0 end
+local f = redis.call('HMGET', key, 'fk', q, 'ok', 'tok', 'gen', 'st')
+-- the door, and the two fields it stands for that the fast path decides
+-- on: foreign data in them goes to the full script, which names it
+if f[1] ~= ARGV[2] or f[5] ~= ARGV[2] or f[6] ~= 'closed' or not (f[3] and f[4]) then return 0 end
 local last = f[2] or '0'
 -- decimal digits only, as lib.lua's count(); counts below 10^15, so that
 -- they stay below 2^53 however long the breaker lives; sequences (µs

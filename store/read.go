@@ -153,10 +153,8 @@ func (s *Store) do(ctx context.Context, ops []backend.Op, fast bool) {
 			}
 			if err == nil && res == int64(1) {
 				op.Reply = shortReply(op.Request)
-			} else if err == nil || perOp(err) {
-				full = append(full, i)
 			} else {
-				op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], err)
+				full = append(full, i) // its verdict, or the error that names the cause
 			}
 			continue
 		}

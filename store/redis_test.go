@@ -508,15 +508,20 @@ func TestRedisFastScript(t *testing.T) {
 		t.Fatalf("the next success: %+v; want the fast script's short answer", r)
 	}
 	// Foreign data: the fast script leaves it to the full one, which names it.
-	for _, v := range []string{"1e3", "-1", " 7", "12345678901234567890"} {
-		if err := e.raw.HSet(ctx, key, "ok", v).Err(); err != nil {
+	for _, c := range []struct{ field, value string }{{"ok", "1e3"}, {"ok", "-1"}, {"ok", " 7"},
+		{"ok", "12345678901234567890"}, {"tok", "x"}, {"q.i1", "0x10"}, {"gen", "twelve"}, {"st", "banana"}} {
+		if err := e.raw.HSet(ctx, key, "ok", "2", "tok", "2", "q.i1", "19", "gen", gen, "st", "closed").Err(); err != nil {
 			t.Fatal(err)
 		}
-		fast(fmt.Sprintf("ok %q", v), gen, 1, 20, 0)
+		f, v := c.field, c.value
+		if err := e.raw.HSet(ctx, key, f, v).Err(); err != nil {
+			t.Fatal(err)
+		}
+		fast(fmt.Sprintf("%s %q", f, v), gen, 1, 20, 0)
 		q := e.req(name, "i1")
 		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, 20, backend.Batch{Successes: 1}
 		if _, err := e.st.Record(ctx, q); !errors.Is(err, store.ErrCorrupt) {
-			t.Errorf("ok %q through the store: %v; want ErrCorrupt", v, err)
+			t.Errorf("%s %q through the store: %v; want ErrCorrupt", f, v, err)
 		}
 	}
 }
