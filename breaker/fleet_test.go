@@ -1293,6 +1293,9 @@ func TestFleetForeignData(t *testing.T) {
 			// The failure that waited while the keys were foreign was admitted
 			// under no known generation: it is delivered after the reset and
 			// counted, with the new one.
+			if err := in.b.Flush(ctx); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
 			if snap := fleetSnapshot(t, maker.b); snap.Counts.Failures != 2 || snap.Generation != fleetSnapshot(t, in.b).Generation {
 				t.Errorf("after Reset, one failure: Failures %d, want 2 (with the one that waited), seen alike by every instance", snap.Counts.Failures)
 			}

@@ -37,6 +37,9 @@ var (
 // Breakers created or expiring while it runs may be listed or not. ctx
 // bounds the whole walk; Options.Timeout does not apply.
 func (s *Store) List(ctx context.Context, pattern string) ([]string, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
 	if pattern == "" {
 		pattern = "*"
 	}
@@ -192,6 +195,9 @@ const inspectChunk = 200
 // ErrUnavailable when Redis did not answer) means nothing could be read.
 // ctx bounds the whole call; Options.Timeout does not apply.
 func (s *Store) Inspect(ctx context.Context, opts InspectOptions, names ...string) ([]Status, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
 	if opts.Window < 0 || opts.WindowBuckets < 0 {
 		return nil, fmt.Errorf("store: inspect: window %v in %d buckets: want positive values, or 0 for the defaults", opts.Window, opts.WindowBuckets)
 	}
@@ -474,6 +480,9 @@ type Announcement struct {
 // When the connection breaks, fn hears the error once, and Subscribed once
 // the subscription is back. Messages that do not parse are dropped.
 func (s *Store) Follow(ctx context.Context, fn func(Announcement)) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
 	ps := s.client.Subscribe(ctx, s.channel)
 	defer ps.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive

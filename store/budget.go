@@ -160,6 +160,9 @@ type BudgetUsage struct {
 // NewRetryBudget. The budget has its own Close, which the store's does not
 // call: close the budget first.
 func (s *Store) RetryBudget(name string, opts BudgetOptions) (*RetryBudget, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = s.opts.Prefix
 	}
