@@ -41,6 +41,7 @@ type env struct {
 	srv    *server
 	prefix string
 	cmds   *commandCounter
+	hook   redis.Hook // another hook of the measured client, if any
 }
 
 func newEnv(tb testing.TB, srv *server) *env {
@@ -53,6 +54,9 @@ func (e *env) client(measured bool) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: e.srv.addr})
 	if measured {
 		c.AddHook(e.cmds)
+		if e.hook != nil {
+			c.AddHook(e.hook)
+		}
 	}
 	e.tb.Cleanup(func() { _ = c.Close() })
 	return c
