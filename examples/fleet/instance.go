@@ -33,8 +33,9 @@ type instance struct {
 	firstOK                  time.Time // first successful call after the recovery
 }
 
-// newInstance builds instance id, keeping its breakers under prefix.
-func newInstance(cfg config, id int, prefix string, f *feed) (*instance, error) {
+// newInstance builds instance id, keeping its breakers under prefix; their
+// transitions go to the feed and the trips to t.
+func newInstance(cfg config, id int, prefix string, f *feed, t *trips) (*instance, error) {
 	in := &instance{id: id, redis: redis.NewClient(cfg.Redis)}
 	st, err := store.New(in.redis, store.Options{Prefix: prefix, Timeout: cfg.StoreTimeout, IdleExpiry: time.Minute})
 	if err != nil {
@@ -42,7 +43,7 @@ func newInstance(cfg config, id int, prefix string, f *feed) (*instance, error) 
 		return nil, err
 	}
 	in.store = st
-	in.wire = &wire{next: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 10 * time.Second}}
+	in.wire = &wire{id: prefix, next: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 10 * time.Second}}
 
 	in.tr, err = transport.New(transport.Options{
 		Store: st,
@@ -62,7 +63,10 @@ func newInstance(cfg config, id int, prefix string, f *feed) (*instance, error) 
 		// The fleet calls one host, so each transport makes one breaker.
 		OnBreaker: func(b *breaker.Breaker) {
 			in.wire.breaker.Store(b)
-			b.Listen(func(e breaker.Event) { f.breaker(prefix, id, e) })
+			b.Listen(func(e breaker.Event) {
+				f.breaker(prefix, id, e)
+				t.add(prefix, e)
+			})
 		},
 	})
 	if err != nil {
@@ -114,18 +118,19 @@ func (in *instance) close() {
 // every request that leaves the instance passes here. It counts them, and
 // marks probes for the downstream's count.
 type wire struct {
+	id      string // names the instance's breaker (its store prefix) in probeHeader
 	next    *http.Transport
 	sent    atomic.Int64
 	breaker atomic.Pointer[breaker.Breaker]
 }
 
 // RoundTrip sends req, marked with probeHeader when the instance's breaker
-// is half-open: then the transport admitted it as the fleet's probe.
+// is half-open: then the transport admitted it as the breaker's probe.
 func (w *wire) RoundTrip(req *http.Request) (*http.Response, error) {
 	w.sent.Add(1)
 	if b := w.breaker.Load(); b != nil && b.State() == breaker.HalfOpen && b.Decider() == breaker.DecideShared {
 		req = req.Clone(req.Context())
-		req.Header.Set(probeHeader, "1")
+		req.Header.Set(probeHeader, w.id)
 	}
 	return w.next.RoundTrip(req)
 }

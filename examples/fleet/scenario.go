@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/breaker"
 )
 
 // config is one demonstration: the fleet, the outage and the breaker.
@@ -25,6 +27,14 @@ type config struct {
 	Open      time.Duration // how long a breaker stays open before a probe
 	Interval  time.Duration // time between two calls of one instance
 	Attempts  int           // attempts per call (the retry policy's MaxAttempts)
+
+	// OutageProbes, when above 0, makes the outage last past Outage until
+	// every breaker of the fleet has sent this many probes into it, and the
+	// run last past Duration until every instance has been served after the
+	// outage. The two runs then compare the same number of open windows,
+	// each to its end, however slow the machine: the tests' setting. At 0
+	// (the demo) the outage lasts Outage and the run Duration.
+	OutageProbes int
 
 	// StoreTimeout bounds each Redis call (zero: the store's default).
 	StoreTimeout time.Duration
@@ -48,6 +58,8 @@ func (c config) validate() error {
 		return bad("-threshold %d: want at least 1", c.Threshold)
 	case c.Attempts < 1:
 		return bad("-attempts %d: want at least 1", c.Attempts)
+	case c.OutageProbes < 0:
+		return bad("outage probes %d: want >= 0", c.OutageProbes)
 	case c.Healthy < 0:
 		return bad("healthy start %v: want >= 0", c.Healthy)
 	case c.Outage <= 0:
@@ -82,14 +94,23 @@ func (m mode) String() string {
 	return "a breaker per instance"
 }
 
-// result is what one run measured. Failing, Served and Probes are counted by
-// the downstream as requests arrive; Rejected by the instances.
+// result is what one run measured. Failing, FailingProbes, Served and Probes
+// are counted by the downstream as requests arrive; Rejected by the
+// instances; Trips and TripFailures from the breakers' transitions.
 type result struct {
 	Mode mode
 	// Calls the instances made, and how many succeeded.
 	Calls, OK int64
-	// Failing is how many requests reached the downstream while it failed.
-	Failing int64
+	// Failing is how many requests reached the downstream while it failed;
+	// FailingProbes how many of them were probes. The others were sent
+	// while the breakers were closed: to learn of the outage.
+	Failing, FailingProbes int64
+	// Trips is how many times a breaker opened on failures: once for a
+	// breaker the fleet shares, once per instance for breakers of their own.
+	// TripFailures adds up the failures each breaker had counted when it
+	// opened: its threshold, or more when several instances' failures
+	// reached it at once.
+	Trips, TripFailures int64
 	// Served is how many requests the downstream answered 200.
 	Served int64
 	// Rejected is how many calls failed fast: rejected by an open breaker
@@ -97,6 +118,8 @@ type result struct {
 	Rejected int64
 	// Probes is how many requests were sent as half-open probes.
 	Probes int64
+	// Outage is how long the downstream failed.
+	Outage time.Duration
 	// Recovery is the time from the downstream's recovery until every
 	// instance had made a successful call; Recovered is false when some
 	// instance had not by the end of the run.
@@ -119,7 +142,12 @@ func run(ctx context.Context, cfg config, out io.Writer) ([2]result, error) {
 
 	fmt.Fprintf(out, "%d instances, each with its own Redis client, store and HTTP transport, call\n", cfg.Instances)
 	fmt.Fprintf(out, "http://%s/ every %v (up to %d attempts per call, retries with backoff).\n", d.host, cfg.Interval, cfg.Attempts)
-	fmt.Fprintf(out, "The downstream is healthy for %v, fails (HTTP 503/500) for %v, then recovers.\n", cfg.Healthy, cfg.Outage)
+	if cfg.OutageProbes > 0 {
+		fmt.Fprintf(out, "The downstream is healthy for %v, fails (HTTP 503/500) until each breaker has sent\n", cfg.Healthy)
+		fmt.Fprintf(out, "%d probes into the outage (and for %v at least), then recovers.\n", cfg.OutageProbes, cfg.Outage)
+	} else {
+		fmt.Fprintf(out, "The downstream is healthy for %v, fails (HTTP 503/500) for %v, then recovers.\n", cfg.Healthy, cfg.Outage)
+	}
 	fmt.Fprintf(out, "Breakers open after %d consecutive failures and let a probe through after %v.\n", cfg.Threshold, cfg.Open)
 	fmt.Fprintf(out, "Redis: %s.\n", cfg.RedisName)
 
@@ -128,8 +156,12 @@ func run(ctx context.Context, cfg config, out io.Writer) ([2]result, error) {
 		fmt.Sprintf("ONE breaker shared by all %d instances (key prefix %s:shared)", cfg.Instances, base),
 		fmt.Sprintf("a breaker PER instance, same settings (key prefixes %s:pod-NN)", base),
 	}
+	length := fmt.Sprint(cfg.Duration)
+	if cfg.OutageProbes > 0 {
+		length = "until every instance is served again"
+	}
 	for i, m := range []mode{shared, perInstance} {
-		fmt.Fprintf(out, "\n%s\n", paint(cfg.Color, bold, fmt.Sprintf("Run %d of 2, %v: %s", i+1, cfg.Duration, titles[i])))
+		fmt.Fprintf(out, "\n%s\n", paint(cfg.Color, bold, fmt.Sprintf("Run %d of 2, %s: %s", i+1, length, titles[i])))
 		r, err := runMode(ctx, cfg, m, d, base, out)
 		if err != nil {
 			return res, err
@@ -150,6 +182,7 @@ func runMode(ctx context.Context, cfg config, m mode, d *downstream, base string
 	go f.run()
 	defer f.close()
 
+	var t trips
 	fleet := make([]*instance, 0, cfg.Instances)
 	defer func() {
 		for _, in := range fleet {
@@ -161,16 +194,21 @@ func runMode(ctx context.Context, cfg config, m mode, d *downstream, base string
 		if m == perInstance {
 			prefix = fmt.Sprintf("%s:pod-%02d", base, i+1)
 		}
-		in, err := newInstance(cfg, i, prefix, f)
+		in, err := newInstance(cfg, i, prefix, f, &t)
 		if err != nil {
 			return res, fmt.Errorf("fleet: instance %d: %w", i+1, err)
 		}
 		fleet = append(fleet, in)
 	}
 
-	runCtx, cancel := context.WithDeadline(ctx, start.Add(cfg.Duration))
+	// The run ends by cancellation, not by a deadline: the breakers ignore a
+	// call that its caller cancelled, where a deadline would count the calls
+	// it cuts short as failures and could trip a breaker as the run ends.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var recoveredAt atomic.Int64 // UnixNano; 0 until the downstream recovers
+	var served atomic.Int64      // instances served since then
+	allServed := make(chan struct{})
 	url := "http://" + d.host + "/"
 	var wg sync.WaitGroup
 	for _, in := range fleet {
@@ -180,21 +218,43 @@ func runMode(ctx context.Context, cfg config, m mode, d *downstream, base string
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in.loop(runCtx, url, first, cfg.Interval, &recoveredAt)
+			in.loop(runCtx, url, first, cfg.Interval, &recoveredAt, func() {
+				if served.Add(1) == int64(len(fleet)) {
+					close(allServed)
+				}
+			})
 		}()
 	}
 
 	f.note(fmt.Sprintf("Downstream %s healthy", d.host))
 	if wait(runCtx, start.Add(cfg.Healthy)) {
-		d.failing.Store(true)
-		f.note(fmt.Sprintf("Downstream %s starts failing (HTTP 503/500) for %v", d.host, cfg.Outage))
+		d.fail()
+		if cfg.OutageProbes > 0 {
+			f.note(fmt.Sprintf("Downstream %s starts failing (HTTP 503/500)", d.host))
+		} else {
+			f.note(fmt.Sprintf("Downstream %s starts failing (HTTP 503/500) for %v", d.host, cfg.Outage))
+		}
 	}
 	if wait(runCtx, start.Add(cfg.Healthy+cfg.Outage)) {
-		d.failing.Store(false)
-		recoveredAt.Store(time.Now().UnixNano())
-		f.note(fmt.Sprintf("Downstream %s is back", d.host))
+		breakers := 1
+		if m == perInstance {
+			breakers = cfg.Instances
+		}
+		select {
+		case <-d.recoverAfter(breakers, int64(cfg.OutageProbes)):
+			_, until := d.outage()
+			recoveredAt.Store(until.UnixNano())
+			f.note(fmt.Sprintf("Downstream %s is back", d.host))
+		case <-runCtx.Done():
+		}
 	}
-	<-runCtx.Done()
+	if wait(runCtx, start.Add(cfg.Duration)) && cfg.OutageProbes > 0 {
+		select {
+		case <-allServed:
+		case <-runCtx.Done():
+		}
+	}
+	cancel()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -213,26 +273,72 @@ func runMode(ctx context.Context, cfg config, m mode, d *downstream, base string
 		}
 	}
 	res.Failing = d.failed.Load()
+	res.FailingProbes = d.failedProbes.Load()
+	res.Trips, res.TripFailures = t.count()
 	res.Served = d.served.Load()
 	res.Probes = d.probes.Load()
+	if from, until := d.outage(); !until.IsZero() {
+		res.Outage = until.Sub(from)
+	}
 	return res, nil
 }
 
 // loop makes the instance's calls, one every interval from first, until ctx
-// ends.
-func (in *instance) loop(ctx context.Context, url string, first time.Time, interval time.Duration, recoveredAt *atomic.Int64) {
+// ends. served is called once, when the instance is first served after the
+// downstream's recovery.
+func (in *instance) loop(ctx context.Context, url string, first time.Time, interval time.Duration, recoveredAt *atomic.Int64, served func()) {
 	next := first
 	for wait(ctx, next) {
 		var back time.Time
 		if ns := recoveredAt.Load(); ns != 0 {
 			back = time.Unix(0, ns)
 		}
+		was := in.firstOK
 		in.call(ctx, url, back)
+		if was.IsZero() && !in.firstOK.IsZero() {
+			served()
+		}
 		next = next.Add(interval)
 		if now := time.Now(); next.Before(now) {
 			next = now // a slow call delays the next; calls do not pile up
 		}
 	}
+}
+
+// trips tallies the breakers' openings on failures, once per breaker and
+// generation however many instances hear of it.
+type trips struct {
+	mu   sync.Mutex
+	seen map[transitionKey]uint64 // the failures counted when it opened
+}
+
+// add counts e if it is a breaker of prefix opening on failures.
+func (t *trips) add(prefix string, e breaker.Event) {
+	if e.Kind != breaker.StateChanged || e.To != breaker.Open || e.Decider != breaker.DecideShared {
+		return
+	}
+	switch e.Reason {
+	case "consecutive_failures", "failure_rate", "slow_call_rate":
+	default:
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil {
+		t.seen = map[transitionKey]uint64{}
+	}
+	t.seen[transitionKey{id: prefix, gen: e.Generation}] = e.Counts.PreviousFailures
+}
+
+// count returns the trips and the failures that made them.
+func (t *trips) count() (n, failures int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range t.seen {
+		n++
+		failures += int64(f)
+	}
+	return n, failures
 }
 
 // wait waits until t and reports whether ctx is still live.
@@ -265,7 +371,11 @@ func printTable(out io.Writer, cfg config, res [2]result) {
 		return fmt.Sprintf("%.2fs", r.Recovery.Seconds())
 	}
 	s, p := res[0], res[1]
-	row(fmt.Sprintf("%d instances, threshold %d, outage %v", cfg.Instances, cfg.Threshold, cfg.Outage), "ONE breaker", "breaker/instance")
+	outage := fmt.Sprint(cfg.Outage)
+	if cfg.OutageProbes > 0 {
+		outage = fmt.Sprintf("%d probes", cfg.OutageProbes)
+	}
+	row(fmt.Sprintf("%d instances, threshold %d, outage %s", cfg.Instances, cfg.Threshold, outage), "ONE breaker", "breaker/instance")
 	row("calls made by the fleet", fmt.Sprint(s.Calls), fmt.Sprint(p.Calls))
 	row("requests that reached the failing downstream", fmt.Sprint(s.Failing), fmt.Sprint(p.Failing))
 	row("calls rejected fast (no request sent)", fmt.Sprint(s.Rejected), fmt.Sprint(p.Rejected))
