@@ -409,28 +409,21 @@ local function troubled_now()
   return troubled(NOW - P.window)
 end
 
--- hmac returns HMAC-SHA1(key, msg) in hex; key is at most 64 bytes.
+-- hmac returns HMAC-SHA1(key, msg) in hex, for a key of 40 lowercase hex
+-- digits (field sk): its padded blocks come from tables of each digit
+-- XOR 0x36 and XOR 0x5c, the 24 zero bytes of padding as '6' and '\\'.
 local function hmac(key, msg)
-  local function xor(a, b)
-    local r, p = 0, 1
-    while a > 0 or b > 0 do
-      local x, y = a % 2, b % 2
-      if x ~= y then r = r + p end
-      a = (a - x) / 2
-      b = (b - y) / 2
-      p = p * 2
-    end
-    return r
-  end
-  local inner, outer = {}, {}
-  for i = 1, 64 do
-    local k = string.byte(key, i) or 0
-    inner[i] = string.char(xor(k, 0x36))
-    outer[i] = string.char(xor(k, 0x5c))
-  end
-  local digest = string.gsub(redis.sha1hex(table.concat(inner) .. msg), '..',
+  local IPAD = {['0'] = '\6', ['1'] = '\7', ['2'] = '\4', ['3'] = '\5', ['4'] = '\2', ['5'] = '\3',
+    ['6'] = '\0', ['7'] = '\1', ['8'] = '\14', ['9'] = '\15', ['a'] = '\87', ['b'] = '\84', ['c'] = '\85',
+    ['d'] = '\82', ['e'] = '\83', ['f'] = '\80'}
+  local OPAD = {['0'] = '\108', ['1'] = '\109', ['2'] = '\110', ['3'] = '\111', ['4'] = '\104',
+    ['5'] = '\105', ['6'] = '\106', ['7'] = '\107', ['8'] = '\100', ['9'] = '\101', ['a'] = '\61',
+    ['b'] = '\62', ['c'] = '\63', ['d'] = '\56', ['e'] = '\57', ['f'] = '\58'}
+  local inner = string.gsub(key, '.', IPAD) .. string.rep('6', 24)
+  local outer = string.gsub(key, '.', OPAD) .. string.rep('\\', 24)
+  local digest = string.gsub(redis.sha1hex(inner .. msg), '..',
     function(h) return string.char(tonumber(h, 16)) end)
-  return redis.sha1hex(table.concat(outer) .. digest)
+  return redis.sha1hex(outer .. digest)
 end
 
 local function reply(verdict, wait, lease)
