@@ -28,6 +28,19 @@ type member struct {
 	store  *store.Store
 	b      *breaker.Breaker
 	events *recorder
+	reads  *readCounter
+}
+
+// readCounter counts a breaker's reads of the store that succeeded.
+type readCounter struct {
+	breaker.NopObserver
+	n atomic.Int64
+}
+
+func (c *readCounter) StoreCalled(sc breaker.StoreCall) {
+	if sc.Op == "read" && sc.Err == nil {
+		c.n.Add(1)
+	}
 }
 
 // fleetConfig describes a fleet of instances sharing one breaker.
@@ -63,6 +76,10 @@ func startFleet(t *testing.T, r *fleet.Redis, cfg fleetConfig) []*member {
 		t.Cleanup(func() { _ = st.Close() })
 		s := cfg.settings
 		s.Instance = id
+		reads := &readCounter{}
+		if s.Observer == nil {
+			s.Observer = reads
+		}
 		if s.Reporting == breaker.ReportBatched && s.FlushInterval == 0 {
 			// These tests follow each outcome's effect call by call: report
 			// each before Done returns (batched reporting is tested in the
@@ -74,9 +91,22 @@ func startFleet(t *testing.T, r *fleet.Redis, cfg fleetConfig) []*member {
 			t.Fatalf("breaker.New: %v", err)
 		}
 		t.Cleanup(func() { _ = b.Close() })
-		m := &member{id: id, client: c, store: st, b: b, events: &recorder{}}
+		m := &member{id: id, client: c, store: st, b: b, events: &recorder{}, reads: reads}
 		b.Listen(m.events.add)
 		ms[i] = m
+	}
+	if cfg.settings.Observer == nil {
+		// Each breaker reads its state once its store's subscription has
+		// started (announcements made before it were missed): let those
+		// reads end, so that a test that then cuts Redis off cuts no read.
+		eventually(t, 10*time.Second, func() string { return "every instance's first read after subscribing" }, func() bool {
+			for _, m := range ms {
+				if m.reads.n.Load() == 0 {
+					return false
+				}
+			}
+			return true
+		})
 	}
 	return ms
 }
@@ -245,7 +275,8 @@ func subscribe(t *testing.T, r *fleet.Redis, channel string) *announcements {
 	return &announcements{t: t, c: c, ps: ps}
 }
 
-// until publishes a fence and returns the payloads received before it.
+// until publishes a fence and returns the first line ("<generation>
+// <name>") of each announcement received before it.
 func (a *announcements) until(channel string) []string {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -263,7 +294,8 @@ func (a *announcements) until(channel string) []string {
 			if m.Payload == fence {
 				return got
 			}
-			got = append(got, m.Payload)
+			head, _, _ := strings.Cut(m.Payload, "\n")
+			got = append(got, head)
 		}
 	}
 }

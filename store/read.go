@@ -151,9 +151,12 @@ func (s *Store) do(ctx context.Context, ops []backend.Op, fast bool) {
 				// The script cache was flushed: Run loads it again.
 				res, err = s.runner.run(ctx, s.fast, s.Keys(op.Request.Name)[:1], argv[i])
 			}
-			if err == nil && res == int64(1) {
+			switch {
+			case err == nil && res == int64(1):
 				op.Reply = shortReply(op.Request)
-			} else {
+			case unasked(err):
+				op.Err = fmt.Errorf("breaker %q: %s: %w", op.Request.Name, opNames[op.Kind], err)
+			default:
 				full = append(full, i) // its verdict, or the error that names the cause
 			}
 			continue

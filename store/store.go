@@ -159,12 +159,14 @@ func (s *Store) Record(ctx context.Context, req backend.Request) (backend.Reply,
 	renew := s.renewDue(req.Name)
 	if args, ok := fastArgs(req, renew); ok {
 		// Whatever the fast script does not count, the full one answers:
-		// its verdict, or the error that names the cause (after an outage
-		// the store fails fast). A fast call that timed out but ran late
-		// counted under the same sequence, which the full one then finds.
+		// its verdict, or the error that names the cause. When Redis could
+		// not be asked, the report fails as the full script's would.
 		res, err := s.runner.run(ctx, s.fast, s.Keys(req.Name)[:1], args)
 		if err == nil && res == int64(1) {
 			return shortReply(req), nil
+		}
+		if unasked(err) {
+			return backend.Reply{}, fmt.Errorf("breaker %q: record: %w", req.Name, err)
 		}
 	}
 	return s.run(ctx, "record", s.record, req, s.recordArgs(req, renew)...)
@@ -188,6 +190,14 @@ func fastArgs(req backend.Request, renew bool) ([]interface{}, bool) {
 		return nil, false
 	}
 	return []interface{}{req.Instance, req.Known, b.Successes, req.Seq}, true
+}
+
+// unasked reports whether err says that Redis could not be asked (an
+// outage, a denial, a closed store, the caller's context): a second
+// script would fare no better.
+func unasked(err error) bool {
+	return err != nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDenied) || errors.Is(err, ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // shortReply is the reply to a report the fast script counted: the breaker
