@@ -34,7 +34,7 @@ func (s *Store) Read(ctx context.Context, req backend.Request) (backend.Reply, e
 	return ops[0].Reply, ops[0].Err
 }
 
-// Do implements breaker.Store: the ops go to Redis in one pipeline (on a
+// Do implements backend.Store: the ops go to Redis in one pipeline (on a
 // Cluster, one per node), reads as HMGET, records as EVALSHA of the fast
 // script where it may count them (see fastArgs) and of the record script
 // otherwise. Records the fast script leaves to the full one go in a second

@@ -149,7 +149,7 @@ func (s *Store) Acquire(ctx context.Context, req backend.Request) (backend.Reply
 	return s.run(ctx, "acquire", s.acquire, req, req.Lease)
 }
 
-// Record implements breaker.Store. The common report (see fastArgs) goes
+// Record implements backend.Store. The common report (see fastArgs) goes
 // to the fast script first, and to the full one when the fast one does not
 // count it.
 func (s *Store) Record(ctx context.Context, req backend.Request) (backend.Reply, error) {
