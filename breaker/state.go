@@ -1,6 +1,10 @@
 package breaker
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/breakwater-go/breakwater/breaker/backend"
+)
 
 // State is a breaker's state, shared by the fleet.
 type State int
@@ -18,16 +22,10 @@ const (
 	Disabled
 )
 
-var stateNames = [...]string{"closed", "open", "half-open", "forced-open", "disabled"}
-
 // String returns the state's name: "closed", "open", "half-open",
-// "forced-open" or "disabled".
-func (s State) String() string {
-	if s < 0 || int(s) >= len(stateNames) {
-		return fmt.Sprintf("State(%d)", int(s))
-	}
-	return stateNames[s]
-}
+// "forced-open" or "disabled". The values are backend.State's, whose
+// names they share (a store's reply converts).
+func (s State) String() string { return backend.State(s).String() }
 
 // Outcome is how a call ended, as the breaker counts it.
 type Outcome int

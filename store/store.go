@@ -169,7 +169,7 @@ func (s *Store) Record(ctx context.Context, req backend.Request) (backend.Reply,
 			return backend.Reply{}, fmt.Errorf("breaker %q: record: %w", req.Name, err)
 		}
 	}
-	return s.run(ctx, "record", s.record, req, s.recordArgs(req, renew)...)
+	return s.call(ctx, "record", s.record, req, s.recordArgs(req, renew)...)
 }
 
 // fastArgs returns the arguments of the fast script (lua/fast.lua) for req,
@@ -295,6 +295,11 @@ func (s *Store) run(ctx context.Context, op string, script *redis.Script, req ba
 	if err := s.usable(req); err != nil {
 		return backend.Reply{}, err
 	}
+	return s.call(ctx, op, script, req, extra...)
+}
+
+// call runs script for a usable req and parses its reply.
+func (s *Store) call(ctx context.Context, op string, script *redis.Script, req backend.Request, extra ...interface{}) (backend.Reply, error) {
 	res, err := s.runner.run(ctx, script, s.Keys(req.Name), s.args(req, extra...))
 	if err == nil {
 		var rep backend.Reply

@@ -350,18 +350,7 @@ func (s *Server) Restart() {
 			s.tb.Fatalf("redistest: restart %s: %v", s.Addr(), err)
 		}
 	}
-	// The port was just released by the server itself; it is only retried
-	// for the short time the kernel may still hold it.
-	var err error
-	for attempt := 0; attempt < startAttempts; attempt++ {
-		if err = s.launch(); err == nil || !errors.Is(err, errAddrInUse) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		s.tb.Fatalf("redistest: restart %s: %v", s.Addr(), err)
-	}
+	s.relaunch()
 }
 
 // Freeze stops the server process with SIGSTOP: connections still open and
