@@ -74,6 +74,16 @@ func startCluster(tb testing.TB, masters, replicas int) *Cluster {
 		admin[i] = adminClient(n)
 		defer admin[i].Close()
 	}
+	// Distinct config epochs before the nodes meet, as redis-cli --cluster
+	// create sets them. Left at 0, the nodes resolve the collision by
+	// bumping epochs over the following seconds, and a master killed before
+	// its replica heard of its latest epoch is never failed over: the other
+	// masters deny the replica's vote request as stale ("slot epoch > reqEpoch").
+	for i, a := range admin {
+		if err := a.Do(ctx, "CLUSTER", "SET-CONFIG-EPOCH", i+1).Err(); err != nil {
+			tb.Fatalf("redistest: CLUSTER SET-CONFIG-EPOCH %d on %s: %v", i+1, all[i].Addr(), err)
+		}
+	}
 	for i := 0; i < masters; i++ {
 		first, last := slotRange(i, masters)
 		if err := admin[i].ClusterAddSlotsRange(ctx, first, last).Err(); err != nil {
@@ -250,6 +260,9 @@ func waitClusterOK(ctx context.Context, admin []*redis.Client, n int) error {
 			}
 		}
 		if notReady == nil {
+			notReady = epochsAgree(ctx, admin)
+		}
+		if notReady == nil {
 			return nil
 		}
 		select {
@@ -258,6 +271,38 @@ func waitClusterOK(ctx context.Context, admin []*redis.Client, n int) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// epochsAgree reports an error unless every node lists the same config epoch
+// for every node in CLUSTER NODES, so that a replica asking for votes after
+// its master dies names the epoch the other masters know.
+func epochsAgree(ctx context.Context, admin []*redis.Client) error {
+	var first map[string]string
+	var firstAddr string
+	for _, a := range admin {
+		out, err := a.ClusterNodes(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER NODES: %w", a.Options().Addr, err)
+		}
+		epochs := make(map[string]string)
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 8 {
+				continue
+			}
+			epochs[f[0]] = f[6]
+		}
+		if first == nil {
+			first, firstAddr = epochs, a.Options().Addr
+			continue
+		}
+		for id, e := range first {
+			if epochs[id] != e {
+				return fmt.Errorf("%s lists config epoch %q for node %s, %s lists %q", a.Options().Addr, epochs[id], id, firstAddr, e)
+			}
+		}
+	}
+	return nil
 }
 
 // parseInfo parses "key:value" lines of an INFO-style reply.
