@@ -313,12 +313,12 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	if o == Ignored {
 		return
 	}
-	urgent := b.record(p.gen, o, slow, fed)
+	urgent, first := b.record(p.gen, o, slow, fed)
 	if b.s.Reporting == ReportSync || o == Failure && urgent {
 		b.flushAndWait()
 		return
 	}
-	b.hub.schedule(b, urgent)
+	b.hub.schedule(b, urgent, first)
 }
 
 // feedOne gives one outcome to the fallback breaker, and hands the
@@ -347,7 +347,7 @@ func (b *Breaker) probeDone(p *Permit, o Outcome, slow bool) {
 	b.mu.Lock()
 	b.probes = append(b.probes, f)
 	b.mu.Unlock()
-	b.hub.schedule(b, true)
+	b.hub.schedule(b, true, false)
 	b.wait(ch)
 }
 
@@ -357,7 +357,7 @@ func (b *Breaker) flushAndWait() {
 	b.mu.Lock()
 	b.waiters = append(b.waiters, ch)
 	b.mu.Unlock()
-	b.hub.schedule(b, true)
+	b.hub.schedule(b, true, false)
 	b.wait(ch)
 }
 
@@ -378,7 +378,7 @@ func (b *Breaker) orphan(lease string, gen int64) {
 		b.probes = append(b.probes, &flush{gen: gen, lease: lease})
 	}
 	b.mu.Unlock()
-	b.hub.schedule(b, false)
+	b.hub.schedule(b, false, false)
 }
 
 // maxOrphans bounds the lease releases kept; past it, leases expire.
@@ -502,7 +502,7 @@ func (b *Breaker) flushAll(ctx context.Context, once bool) error {
 		}
 		b.waiters = append(b.waiters, ch)
 		b.mu.Unlock()
-		b.hub.schedule(b, true)
+		b.hub.schedule(b, true, false)
 		select {
 		case <-ch:
 		case <-ctx.Done():

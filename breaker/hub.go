@@ -111,15 +111,17 @@ func (h *hub) signal() {
 }
 
 // schedule asks for b's report: at once when urgent, else after its flush
-// interval. A breaker already waiting for its report costs atomic loads:
-// the hot path takes no lock shared with other breakers.
-func (h *hub) schedule(b *Breaker, urgent bool) {
-	if b.queued.Load() && (!urgent || b.urgent.Load()) {
+// interval. first says that the outcome is the first of its batch: its
+// report may be due sooner than what b waits for (a look, a retry). A
+// breaker already waiting for its report costs atomic loads: the hot path
+// takes no lock shared with other breakers.
+func (h *hub) schedule(b *Breaker, urgent, first bool) {
+	if b.queued.Load() && !first && (!urgent || b.urgent.Load()) {
 		return
 	}
 	// A batch is sent a little before its interval ends, so that it arrives
 	// within the interval: the store lets failures settle for that long.
-	due := time.Now().Add(max(b.s.FlushInterval-settleMargin, b.s.FlushInterval/2))
+	due := time.Now().Add(b.flushWait())
 	if urgent {
 		due = time.Now()
 	}
@@ -217,9 +219,11 @@ func (h *hub) loop() {
 		for _, o := range ops {
 			storeOps = append(storeOps, o.request())
 		}
+		began := time.Now()
 		h.store.Do(h.ctx, storeOps)
+		took := time.Since(began)
 		for i, o := range ops {
-			o.b.answer(o, storeOps[i])
+			o.b.answer(o, storeOps[i], took)
 		}
 	}
 }
@@ -334,10 +338,18 @@ func (o op) request() backend.Op {
 	return backend.Op{Kind: backend.OpRecord, Request: req}
 }
 
-// answer takes the store's answer to b's part in a round.
-func (b *Breaker) answer(o op, res backend.Op) {
+// answer takes the store's answer to b's part in a round, which took
+// took.
+func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	now := b.clock.Now()
 	if res.Err != nil {
+		if obs := b.s.Observer; obs != nil && o.f != nil && o.f.batch.Len() > 0 {
+			b.mu.Lock()
+			pending := b.pendingCount()
+			b.mu.Unlock()
+			obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending),
+				Duration: took, Age: o.f.batch.Age(time.Now()), Err: res.Err})
+		}
 		b.storeFailedFor(res.Err, o)
 		return
 	}
@@ -346,28 +358,45 @@ func (b *Breaker) answer(o op, res backend.Op) {
 		b.readDone(res.Reply, o.gen, o.version)
 		return
 	}
+	age := o.f.batch.Age(time.Now())
 	b.mu.Lock()
 	if b.inflight == o.f {
 		b.inflight = nil
+	}
+	if o.f.batch.Len() > 0 && !o.f.failed && b.s.Reporting == ReportBatched {
+		// (a batch that waited for the store to come back says nothing
+		// about this process's pace)
+		lateness.delivered(age, b.s.FlushInterval, time.Now())
 	}
 	more := b.pendingLocked()
 	pending := b.pendingCount()
 	b.mu.Unlock()
 	if obs := b.s.Observer; obs != nil {
-		obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending)})
+		if o.f.batch.Len() > 0 {
+			obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending),
+				Duration: took, Age: age})
+		}
 	}
 	b.adopt(res.Reply, now, false, 0)
 	for _, ch := range o.f.waiters {
 		close(ch)
 	}
 	if more {
-		b.hub.schedule(b, b.urgentPending())
+		// Outcomes came while this batch was on its way: due a flush wait
+		// after the first of them, not after this answer.
+		if b.urgentPending() {
+			b.hub.schedule(b, true, false)
+		} else {
+			b.hub.scheduleAt(b, b.firstDue())
+		}
 	}
 	if o.f.batch.Failures > 0 && o.f.batch.Settle > 0 && b.s.ConsecutiveFailures != Off {
 		// Look again once these failures have settled: they may trip the
 		// breaker then, with no other outcome to bring them up.
-		through := res.Reply.ServerTime.Add(-o.f.batch.FailureAge)
-		due := time.Now().Add(o.f.batch.Settle - o.f.batch.FailureAge + settleMargin)
+		now := time.Now()
+		_, age := o.f.batch.Ages(now)
+		through := res.Reply.ServerTime.Add(-age)
+		due := now.Add(o.f.batch.Settle - age + settleMargin)
 		b.mu.Lock()
 		b.catchUp = true
 		if through.After(b.settled) {

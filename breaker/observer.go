@@ -33,7 +33,8 @@ type Observer interface {
 	// store, with how long it took and its error.
 	StoreCalled(StoreCall)
 	// BatchFlushed is called after every batch of outcomes sent to the
-	// store, when outcomes are reported in batches.
+	// store, when outcomes are reported in batches: once it is counted, or
+	// with the error that kept it from the store (it is sent again).
 	BatchFlushed(FlushInfo)
 }
 
@@ -111,8 +112,19 @@ type FlushInfo struct {
 	// Outcomes is how many outcomes the batch carried; Pending how many
 	// are left waiting to be sent after it.
 	Outcomes, Pending int
-	Duration          time.Duration
-	Err               error
+	// Duration is how long the store took to answer the batch (its round
+	// trip, which it may share with other breakers' batches).
+	Duration time.Duration
+	// Age is how long before the answer the batch's first outcome
+	// happened: how late the shared counts learnt of it. A batch waits up
+	// to Settings.FlushInterval, less when a failure makes it urgent; more
+	// means the process or the store is slow, and decisions that depend on
+	// the order of several instances' outcomes (consecutive failures) wait
+	// for outcomes that long.
+	Age time.Duration
+	// Err is the store's error when the batch was not delivered; its
+	// outcomes are kept and sent again.
+	Err error
 }
 
 // attach wraps the store so that the observer times its calls, starts the

@@ -171,3 +171,52 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// flushRecorder keeps the batches an Observer is told of.
+type flushRecorder struct {
+	breaker.NopObserver
+	mu      sync.Mutex
+	flushes []breaker.FlushInfo
+}
+
+func (r *flushRecorder) BatchFlushed(f breaker.FlushInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushes = append(r.flushes, f)
+}
+
+// TestObserverSeesHowLateABatchIs: BatchFlushed says how many outcomes a
+// batch carried, how long the store took, and how long before the answer
+// its first outcome happened.
+func TestObserverSeesHowLateABatchIs(t *testing.T) {
+	e := newMini(t)
+	rec := &flushRecorder{}
+	// Nothing is due before Close.
+	s := breaker.Settings{FlushInterval: time.Hour, Observer: rec, Instance: "a"}
+	a := e.instance("late", s)
+	if err := call(a, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := time.Now()
+	call(a, nil)
+	time.Sleep(20 * time.Millisecond)
+	waited := time.Since(first)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.flushes) != 1 {
+		t.Fatalf("%d batches flushed, want 1: %+v", len(rec.flushes), rec.flushes)
+	}
+	f := rec.flushes[0]
+	if f.Name != "late" || f.Outcomes != 2 || f.Err != nil {
+		t.Errorf("flush %+v, want 2 outcomes of late, no error", f)
+	}
+	if f.Age < waited {
+		t.Errorf("Age %v, want at least the %v the batch waited", f.Age, waited)
+	}
+	if f.Duration <= 0 || f.Duration > f.Age {
+		t.Errorf("Duration %v, want the store's time, within Age %v", f.Duration, f.Age)
+	}
+}

@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,9 @@ type cell struct {
 	gen  int64
 	w    atomic.Uint64 // sealed | slow | failures | successes
 	okAt atomic.Int64  // when the last success was counted (monotonic ns, see since)
+	// when the first outcome since the last drain was counted (see since;
+	// 0: none, or not known)
+	firstAt atomic.Int64
 	// Guarded by the breaker's mu.
 	lead, trail, run uint64        // as in backend.Batch, for the failures in w
 	lastOK           uint64        // successes in w at the last failure
@@ -57,7 +61,11 @@ func (c *cell) addSuccess(slow bool) (n uint64, ok bool) {
 			return 0, false
 		}
 		if c.w.CompareAndSwap(w, w+inc) {
-			c.okAt.Store(since())
+			now := since()
+			c.okAt.Store(now)
+			if o+k == 0 {
+				c.firstAt.Store(now)
+			}
 			return o + k + 1, true
 		}
 	}
@@ -96,8 +104,14 @@ func (c *cell) addFailure(slow bool) (n uint64, ok bool) {
 			}
 			c.trail = 1
 		}
-		if c.trail == 1 {
-			c.trailAt = since()
+		if c.trail == 1 || o+k == 0 {
+			now := since()
+			if c.trail == 1 {
+				c.trailAt = now
+			}
+			if o+k == 0 {
+				c.firstAt.Store(now)
+			}
 		}
 		c.lastOK = o
 		return o + k + 1, true
@@ -119,9 +133,12 @@ func (c *cell) take(seal bool) backend.Batch {
 		}
 	}
 	o, k, s := unpack(w)
-	b := backend.Batch{Successes: o, Failures: k, Slow: s}
+	now := time.Now()
+	at := int64(now.Sub(epoch)) // since(), as of now
+	b := backend.Batch{Successes: o, Failures: k, Slow: s, Measured: now}
+	first := c.firstAt.Swap(0)
 	if o > 0 {
-		b.SuccessAge = time.Duration(max(0, since()-c.okAt.Load()))
+		b.SuccessAge = time.Duration(max(0, at-c.okAt.Load()))
 	}
 	if k > 0 {
 		trail, run := c.trail, c.run
@@ -133,7 +150,13 @@ func (c *cell) take(seal bool) backend.Batch {
 		}
 		b.Lead, b.Trail, b.Run = c.lead, trail, run
 		if trail > 0 {
-			b.FailureAge = time.Duration(max(0, since()-c.trailAt))
+			b.FailureAge = time.Duration(max(0, at-c.trailAt))
+		}
+	}
+	if o+k > 0 {
+		b.OldestAge = max(b.SuccessAge, b.FailureAge)
+		if first > 0 && first <= at {
+			b.OldestAge = time.Duration(at - first)
 		}
 	}
 	c.lead, c.trail, c.run, c.lastOK = 0, 0, 0, 0
@@ -168,12 +191,12 @@ const maxOldGens = 8
 // record counts an outcome of a call admitted under gen and reports
 // whether the breaker should flush now rather than at its interval. fed
 // says that the outcome was given to the fallback one by one already.
-func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent bool) {
+func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent, first bool) {
 	if o == Success && !fed {
 		c := b.cell.Load()
 		if c.gen == gen {
 			if n, ok := c.addSuccess(slow); ok {
-				return n >= uint64(b.s.MaxBatch)
+				return n >= uint64(b.s.MaxBatch), n == 1
 			}
 		}
 	}
@@ -202,13 +225,30 @@ func (b *Breaker) record(gen int64, o Outcome, slow bool, fed bool) (urgent bool
 		// A failure may trip the breaker at once (a run this instance made
 		// alone): report it now, and let the caller see the answer.
 		return o == Failure && b.s.ConsecutiveFailures != Off && b.view().state == Closed ||
-			n >= uint64(b.s.MaxBatch)
+			n >= uint64(b.s.MaxBatch), n == 1
 	}
 	// An outcome of another generation waits apart, to be reported with it.
 	var one backend.Batch
 	one.Add(o == Failure, slow)
 	b.addOld(gen, one)
-	return true
+	return true, false
+}
+
+// firstDue is when the outcomes waiting in b's cell are due: a flush wait
+// after the first of them (now, when none waits).
+func (b *Breaker) firstDue() time.Time {
+	at := time.Now()
+	if f := b.cell.Load().firstAt.Load(); f > 0 {
+		at = epoch.Add(time.Duration(f))
+	}
+	return at.Add(b.flushWait())
+}
+
+// flushWait is how long an outcome waits for its batch's report: a margin
+// less than the flush interval, so that the batch arrives within it (the
+// store lets failures settle for that long).
+func (b *Breaker) flushWait() time.Duration {
+	return max(b.s.FlushInterval-settleMargin, b.s.FlushInterval/2)
 }
 
 // addOld keeps batch for gen; the caller holds mu.
@@ -272,14 +312,57 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 }
 
 // settle is how late a batch of b may arrive after its outcomes: a flush
-// interval (a batch is sent a margin before its interval ends); 0 when
-// outcomes are reported one by one.
+// interval (a batch is sent a margin before its interval ends), and longer
+// while this process delivers batches later than their interval (a loaded
+// machine, a pause): by the most any batch of the process was late in the
+// last lateMemory, up to maxSettle intervals. Lateness is the process's,
+// not the breaker's: the breakers of a process share its CPU, and a batch
+// of one that arrives late reorders the outcomes of all. 0 when outcomes
+// are reported one by one.
 func (b *Breaker) settle() time.Duration {
 	if b.s.Reporting == ReportSync {
 		return 0
 	}
-	return b.s.FlushInterval
+	return b.s.FlushInterval + min(lateness.recent(time.Now()), (maxSettle-1)*b.s.FlushInterval)
 }
+
+// lateness is how much later than their flush interval this process's
+// batches were delivered lately.
+var lateness lateBy
+
+type lateBy struct {
+	mu     sync.Mutex
+	excess time.Duration
+	at     time.Time
+}
+
+// delivered notes that a batch was delivered age after its first outcome,
+// with the flush interval its breaker waits.
+func (l *lateBy) delivered(age, interval time.Duration, now time.Time) {
+	x := max(0, age-interval)
+	l.mu.Lock()
+	if x >= l.excess || now.Sub(l.at) >= lateMemory {
+		l.excess, l.at = x, now
+	}
+	l.mu.Unlock()
+}
+
+// recent returns the excess of the last lateMemory.
+func (l *lateBy) recent(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.at) >= lateMemory {
+		return 0
+	}
+	return l.excess
+}
+
+const (
+	// lateMemory is how long a late delivery makes settle longer.
+	lateMemory = 2 * time.Second
+	// maxSettle bounds settle, in flush intervals.
+	maxSettle = 10
+)
 
 // settleMargin is how much before its flush interval ends a batch is sent,
 // for its delivery.

@@ -157,3 +157,60 @@ func TestOutcomesCountedExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// slowStore answers every round after delay, and keeps the settling time
+// each report carried.
+type slowStore struct {
+	*lossyStore
+	delay  time.Duration
+	mu     sync.Mutex
+	settle []time.Duration
+}
+
+func (s *slowStore) Do(ctx context.Context, ops []backend.Op) {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	for _, op := range ops {
+		if op.Kind == backend.OpRecord && op.Request.Batch.Len() > 0 {
+			s.settle = append(s.settle, op.Request.Batch.Settle)
+		}
+	}
+	s.mu.Unlock()
+	s.lossyStore.Do(ctx, ops)
+}
+
+// TestSettleFollowsLateDeliveries: while a process delivers its batches
+// later than the flush interval, its reports say that failures settle that
+// much later (at most ten intervals), so that the store does not order
+// them before a success still on its way.
+func TestSettleFollowsLateDeliveries(t *testing.T) {
+	const interval, delay = 5 * time.Millisecond, 30 * time.Millisecond
+	st := &slowStore{lossyStore: newLossyStore(), delay: delay}
+	b, err := breaker.New("x", st, breaker.Settings{FlushInterval: interval, Instance: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		p, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(ctx, nil)
+		if err := b.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.settle) != 2 {
+		t.Fatalf("%d reports, want 2: %v", len(st.settle), st.settle)
+	}
+	if st.settle[0] < interval {
+		t.Errorf("first report: settle %v, want at least the flush interval %v", st.settle[0], interval)
+	}
+	if got := st.settle[1]; got < delay || got > 10*interval {
+		t.Errorf("report after a batch delivered %v late: settle %v, want between %v and %v", delay, got, delay, 10*interval)
+	}
+}

@@ -35,7 +35,7 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		if read && version == b.viewVersion {
 			b.catchUp = true
 			b.mu.Unlock()
-			b.hub.schedule(b, true)
+			b.hub.schedule(b, true, false)
 			return prev
 		}
 		b.mu.Unlock()

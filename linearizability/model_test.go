@@ -421,9 +421,12 @@ func (e *exec) record() (output, bool) {
 		if s.st == "closed" && p.consecutive > 0 && s.rn > 0 && (in.gen == 0 || in.gen >= s.fl) {
 			e.hit(hitLook)
 			r := e.newRun()
-			longest := r.length(r.settledAt)
+			before := r.clone()
+			longest := r.settle()
+			e.noteSettle(before, r)
+			e.save(r)
 			if why := e.tripReason(longest); why == "consecutive_failures" {
-				e.hitTrip(r, longest, hitTripLook)
+				e.hitTrip(r, hitTripLook)
 				e.transition("open", why)
 			}
 		}
@@ -444,12 +447,12 @@ func (e *exec) record() (output, bool) {
 			s.win[k].s += b.slow
 			e.sums()
 		}
-		longest := e.closedRun()
+		longest, r := e.closedRun()
 		if p.consecutive > 0 && longest >= p.consecutive && b.ko == 0 {
 			// failures that settled since the last batch trip the breaker now
 			if why := e.tripReason(longest); why != "" {
 				if why == "consecutive_failures" {
-					e.hitTrip(e.newRun(), longest, hitTripSettled)
+					e.hitTrip(r, hitTripSettled)
 				}
 				e.transition("open", why)
 			}
@@ -470,7 +473,7 @@ func (e *exec) record() (output, bool) {
 			if s.st == "closed" {
 				if why := e.tripReason(longest); why != "" {
 					if why == "consecutive_failures" {
-						e.hitTrip(e.newRun(), longest, 0)
+						e.hitTrip(r, 0)
 					}
 					e.transition("open", why)
 				}
@@ -495,12 +498,22 @@ func (e *exec) record() (output, bool) {
 	return e.reply(verdict, 0, ""), true
 }
 
-// streak is the current run of failures while record.lua works on it.
+// streak is the current run of failures while record.lua works on it:
+// entries in time order, an entry of no failures being a success that
+// ends the failures before it (a closed run, kept until it settles).
 type streak struct {
 	entries   []entry
-	ri        int
+	ri        int   // who made the open run, the failures after the last success
 	inst      int   // the asking instance's ri
 	settledAt int64 // µs: failures up to this time have settled
+	// the entry of the batch's failures before its first success, which
+	// that success follows: counted as settled
+	leadSet       bool
+	leadAt, leadN int64
+	// what settle saw, for the coverage report
+	longest, closed int64   // the longest run counted, and the longest closed one
+	cut             bool    // a settled success dropped the runs before it
+	pre             []entry // the entries before settle
 }
 
 // newRun loads the state's run for the asking request.
@@ -510,17 +523,10 @@ func (e *exec) newRun() *streak {
 		settledAt: max(e.nowUs-b.settle, e.in.through)}
 }
 
-// length is run_len: the failures of the run up to before, or all of them
-// when one instance made the run alone (its own order).
-func (r *streak) length(before int64) int64 {
-	one := r.ri != riNone && r.ri != riSeveral
-	total := int64(0)
-	for _, x := range r.entries {
-		if one || x.at <= before {
-			total += x.n
-		}
-	}
-	return total
+func (r *streak) clone() *streak {
+	c := *r
+	c.entries = append([]entry(nil), r.entries...)
+	return &c
 }
 
 func (r *streak) total() int64 {
@@ -531,6 +537,16 @@ func (r *streak) total() int64 {
 	return total
 }
 
+func (r *streak) failures() bool {
+	for _, x := range r.entries {
+		if x.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// add is run_add.
 func (r *streak) add(at, n int64) {
 	r.entries = append(r.entries, entry{at, n})
 	switch r.ri {
@@ -542,13 +558,113 @@ func (r *streak) add(at, n int64) {
 	}
 }
 
+// end is run_end: a success; after every entry, it leaves no open run.
+func (r *streak) end(at int64) {
+	last := true
+	for _, x := range r.entries {
+		if x.at > at || x.at == at && x.n > 0 {
+			last = false
+		}
+	}
+	r.entries = append(r.entries, entry{at, 0})
+	if last {
+		r.ri = riNone
+	}
+}
+
+// settle is run_settle: it sorts the run and returns the longest run of
+// failures known to be consecutive (settled failures, all of the open run
+// when one instance made it, and the batch's failures before its first
+// success), and drops the closed runs before a settled success.
+func (r *streak) settle() int64 {
+	sortRun(r.entries)
+	r.pre = append([]entry(nil), r.entries...)
+	open := -1
+	for i, x := range r.entries {
+		if x.n == 0 {
+			open = i
+		}
+	}
+	one := r.ri != riNone && r.ri != riSeveral
+	leadSeen := !r.leadSet
+	longest, n, cut := int64(0), int64(0), 0
+	for i, x := range r.entries {
+		if x.n == 0 {
+			longest = max(longest, n)
+			r.closed = max(r.closed, n)
+			n = 0
+			if x.at <= r.settledAt {
+				cut = i + 1
+			}
+			continue
+		}
+		lead := false
+		if !leadSeen && x.at == r.leadAt && x.n == r.leadN {
+			lead, leadSeen = true, true
+		}
+		if x.at <= r.settledAt || lead || one && i > open {
+			n += x.n
+		}
+	}
+	longest = max(longest, n)
+	r.entries = append([]entry(nil), r.entries[cut:]...)
+	r.longest, r.cut = longest, cut > 0
+	return longest
+}
+
+// save is run_save: it keeps maxRun entries at most (merging the oldest
+// two adjacent failures, else forgetting the oldest closed run), forgets
+// successes with no failure left, and stores the run and the open run's
+// length.
+func (e *exec) save(r *streak) {
+	s := &e.s
+	for len(r.entries) > maxRun {
+		e.hit(hitMerge)
+		merged := false
+		for i := 0; i+1 < len(r.entries); i++ {
+			if r.entries[i].n > 0 && r.entries[i+1].n > 0 {
+				r.entries[i].n += r.entries[i+1].n
+				r.entries = append(r.entries[:i+1], r.entries[i+2:]...)
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			for r.entries[0].n > 0 {
+				r.entries = r.entries[1:]
+			}
+			r.entries = r.entries[1:]
+		}
+	}
+	cf := int64(0)
+	for _, x := range r.entries {
+		if x.n == 0 {
+			cf = 0
+		} else {
+			cf += x.n
+		}
+	}
+	if !r.failures() {
+		r.entries, r.ri = nil, riNone
+	}
+	if cf > 0 && s.cf == 0 {
+		s.cfat = e.now
+	}
+	if cf == 0 && s.cf > 0 {
+		s.cfat = 0
+	}
+	s.cf = cf
+	s.setRun(r.entries)
+	s.ri = r.ri
+}
+
 // closedRun counts a batch into the run of failures in the closed state,
 // ordered by when its outcomes happened, and returns the longest run to
 // trip on.
-func (e *exec) closedRun() int64 {
-	s, b := &e.s, e.in.batch
+func (e *exec) closedRun() (int64, *streak) {
+	b := e.in.batch
 	r := e.newRun()
-	okAt, koAt := e.nowUs-b.okAge, e.nowUs-b.koAge
+	okAt, koAt := max(0, e.nowUs-b.okAge), max(0, e.nowUs-b.koAge)
 	if r.settledAt > e.nowUs-b.settle {
 		e.hit(hitThrough)
 	}
@@ -559,61 +675,56 @@ func (e *exec) closedRun() int64 {
 	}
 	longest := b.run
 	if b.ok > 0 {
-		longest = max(longest, r.length(r.settledAt)+b.lead)
-		var kept []entry
+		if b.lead > 0 {
+			at := max(0, okAt-1)
+			r.add(at, b.lead)
+			r.leadSet, r.leadAt, r.leadN = true, at, b.lead
+		}
+		older := false // a failure older than the success
 		for _, x := range r.entries {
-			if x.at > okAt {
-				kept = append(kept, x)
+			if x.n > 0 && x.at < okAt {
+				older = true
 			}
 		}
-		switch {
-		case len(r.entries) == 0:
-		case len(kept) == 0:
-			e.hit(hitDropAll)
-		case len(kept) < len(r.entries):
-			e.hit(hitDropSome)
-		default:
+		if r.failures() && !older {
 			e.hit(hitDropNone)
 		}
-		if len(kept) < len(r.entries) && r.ri == riSeveral && r.total() >= e.in.pol.consecutive &&
-			r.length(r.settledAt) < e.in.pol.consecutive && e.in.pol.consecutive > 0 {
-			e.hit(hitEnded) // a success ended a run that had not settled yet
-		}
-		r.entries = kept
-		if len(r.entries) == 0 {
-			r.ri = riNone
-		}
+		r.end(okAt)
 		if b.trail > 0 {
 			r.add(koAt, b.trail)
 		}
 	} else if b.ko > 0 {
 		r.add(koAt, b.ko)
 	}
-	sortRun(r.entries)
-	longest = max(longest, r.length(r.settledAt))
-	cf := r.total()
-	if cf > 0 && s.cf == 0 {
-		s.cfat = e.now
+	before := r.clone()
+	longest = max(longest, r.settle())
+	e.noteSettle(before, r)
+	e.save(r)
+	return longest, r
+}
+
+// noteSettle notes what settling the run did, for the coverage report.
+func (e *exec) noteSettle(before, r *streak) {
+	c := e.in.pol.consecutive
+	if r.cut {
+		if r.failures() {
+			e.hit(hitDropSome)
+		} else {
+			e.hit(hitDropAll)
+		}
 	}
-	if cf == 0 && s.cf > 0 {
-		s.cfat = 0
+	for _, x := range r.entries {
+		if x.n == 0 && x.at > r.settledAt {
+			for _, y := range r.entries {
+				if y.n > 0 && y.at < x.at {
+					e.hit(hitEnded) // a success kept the run it ended until it settles
+				}
+			}
+		}
 	}
-	s.cf = cf
-	for len(r.entries) > maxRun { // merge the oldest
-		e.hit(hitMerge)
-		r.entries[1] = entry{r.entries[0].at, r.entries[0].n + r.entries[1].n}
-		r.entries = r.entries[1:]
-	}
-	if len(r.entries) == 0 {
-		r.ri = riNone
-	}
-	s.setRun(r.entries)
-	s.ri = r.ri
-	if r.ri == riSeveral && r.total() >= e.in.pol.consecutive && e.in.pol.consecutive > 0 &&
-		longest < e.in.pol.consecutive {
+	if before.ri == riSeveral && before.total() >= c && c > 0 && r.longest < c {
 		e.hit(hitUnsettled) // enough failures, not all of them settled yet
 	}
-	return longest
 }
 
 // hits are what a script's run exercised, for the coverage report.
@@ -635,6 +746,7 @@ const (
 	hitTripThrough                  // ... that SettledThrough made
 	hitTripLook                     // ... by an empty batch (failures that settled since)
 	hitTripSettled                  // ... by a batch without failures
+	hitTripClosed                   // ... on a run a success had ended, once it settled
 	hitFast                         // a batch counted by the fast path (lua/fast.lua)
 	hitRenew                        // a batch the fast path would have counted, but for a renewal asked
 )
@@ -645,23 +757,30 @@ const sharedHits = hitSettle0 | hitSettle | hitThrough | hitDropNone | hitDropSo
 	hitUnsettled | hitMerge | hitLook | hitTripOne | hitTripSeveral | hitTripLook | hitFast | hitRenew
 
 var hitNames = [...]string{"settle 0", "settle > 0", "settled through", "success older than the run",
-	"success ended part of the run", "success ended the run", "success ended an unsettled run",
+	"settled success dropped part of the run", "settled success dropped the run",
+	"success kept the unsettled run it ended",
 	"unsettled run", "run entries merged", "empty batch looked", "trip: one instance's run",
 	"trip: several instances' run", "trip: settled through", "trip: empty batch",
-	"trip: batch without failures", "fast path", "full script for a renewal"}
+	"trip: batch without failures", "trip: a run a success had ended", "fast path", "full script for a renewal"}
 
 func (e *exec) hit(h hits) { e.hits |= h }
 
-// hitTrip notes a consecutive-failures trip on the run r (what the state
-// holds after the batch).
-func (e *exec) hitTrip(r *streak, longest int64, h hits) {
+// hitTrip notes a consecutive-failures trip on the run r as settle left
+// it.
+func (e *exec) hitTrip(r *streak, h hits) {
 	e.hit(h)
+	c := e.in.pol.consecutive
+	if r.closed >= c {
+		e.hit(hitTripClosed)
+	}
 	switch r.ri {
 	case riNone:
 	case riSeveral:
 		e.hit(hitTripSeveral)
-		c := e.in.pol.consecutive
-		if r.length(e.nowUs-e.in.batch.settle) < c && r.length(r.settledAt) >= c && longest >= c {
+		b := r.clone()
+		b.entries = append([]entry(nil), r.pre...)
+		b.settledAt = e.nowUs - e.in.batch.settle
+		if b.settle() < c && r.longest >= c {
 			e.hit(hitTripThrough)
 		}
 	default:

@@ -27,6 +27,10 @@ var scenarioPolicy = &policy{consecutive: 3, minCalls: 20, window: 60_000, probe
 // minRounds is the least number of rounds of the scenarios in a run.
 const minRounds = 3
 
+// allSettled is a SettledThrough later than any clock: every failure has
+// settled.
+const allSettled = int64(1) << 52
+
 // hourUs is an hour in µs: the scenarios' settling time.
 const hourUs = int64(time.Hour / time.Microsecond)
 
@@ -124,6 +128,20 @@ func (r *run) scenarios(ctx context.Context, tg target) {
 	c.fail(b, 1, 0, 0)
 	c.want("C succeeds", c.succeed(cc, 0, 0, 0), "closed", 0)
 	c.want("A fails 1", c.fail(a, 1, 0, 0), "closed", 1)
+
+	c.begin("a run a success ended trips once it settles")
+	c.fail(a, 2, 0, 0)
+	c.fail(b, 1, 0, 0)
+	tc := c.succeed(cc, 0, 0, 0)
+	c.want("C succeeds", tc, "closed", 0)
+	c.want("C looks, settled through its success", c.look(cc, tc.nowUs), "open", 0)
+
+	c.begin("a success reported late splits a run a success ended")
+	c.fail(a, 2, 30*60_000_000, 0) // half an hour ago
+	c.fail(b, 1, 0, 0)
+	c.want("C succeeds", c.succeed(cc, 0, 0, 0), "closed", 0)
+	c.want("A's success 20 minutes ago", c.succeed(a, 0, 20*60_000_000, 0), "closed", 0)
+	c.want("C looks, all settled", c.look(cc, allSettled), "closed", 0)
 
 	c.begin("failures after a success that ended the run are a run of their own")
 	c.fail(a, 2, 0, 0)

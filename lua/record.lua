@@ -33,14 +33,16 @@
 --          the prelude also renews it once per eighth of it
 --
 -- The consecutive-failures policy orders outcomes by when they happened,
--- not by when their batches arrive: the current run is kept as a list of
--- (time, failures) entries (field rl), a success drops the entries older
--- than itself, and only failures older than the settling time count
--- towards a trip, so that a success another instance has not reported yet
--- can still end the run. A run that one instance made alone is in that
--- instance's own order and counts at once (field ri: the instance, or '*'
--- for several). A trip therefore comes at most a settling time after the
--- failure that makes it.
+-- not by when their batches arrive: the run is kept as a list of (time,
+-- failures) entries (field rl), a success is an entry with no failures
+-- that ends the run before it, and only failures older than the settling
+-- time count towards a trip, so that a success another instance has not
+-- reported yet can still split a run. A run a success ended is kept until
+-- its failures have settled, and trips the breaker then if it is long
+-- enough: a success reported early does not erase it. A run that one
+-- instance made alone is in that instance's own order and counts at once
+-- (field ri: the instance, or '*' for several). A trip therefore comes at
+-- most a settling time after the failure that makes it.
 -- Verdicts: "counted", "stale", "duplicate".
 
 local err = load(false, true)
@@ -58,41 +60,100 @@ for i = 20, 32 do
 end
 local gen, lease, seq = n[20], ARGV[21] or '', n[22]
 local ok, ko, slow, lead, trail, run = n[23], n[24], n[25], n[26], n[27], n[28]
-local ok_at = NOW_US - n[29] -- when the last success happened (µs)
-local ko_at = NOW_US - n[30] -- when the trailing failures began (µs)
+local ok_at = math.max(0, NOW_US - n[29]) -- when the last success happened (µs)
+local ko_at = math.max(0, NOW_US - n[30]) -- when the trailing failures began (µs)
 local settled_at = math.max(NOW_US - n[31], n[32])
 
--- The current run of failures: entries "time:count" separated by spaces,
--- and who made it (RI).
+-- The current run of failures: entries "time:count" in time order. An
+-- entry with count 0 is a success: it ends the failures before it, a
+-- closed run that is kept until it has settled (a success another instance
+-- has not reported yet may still split it, and a failure reported late
+-- must not join the run after it) and trips the breaker then if it is long
+-- enough. RI is who made the open run, the failures after the last
+-- success: an instance, or '*' for several.
 local RUN = {}
 local RI = ST.ri
+local LEAD -- the entry of this batch's failures before its first success
 for tm, c in string.gmatch(ST.rl, '(%d+):(%d+)') do
   RUN[#RUN + 1] = {tonumber(tm), tonumber(c)}
 end
-local function run_save()
-  while #RUN > 32 do -- merge the oldest: the run's length is what counts
-    RUN[2][2] = RUN[1][2] + RUN[2][2]
-    RUN[2][1] = RUN[1][1]
-    table.remove(RUN, 1)
+local function run_add(tm, c)
+  local e = {tm, c}
+  RUN[#RUN + 1] = e
+  if RI == '' then RI = INSTANCE elseif RI ~= INSTANCE then RI = '*' end
+  return e
+end
+-- run_end adds a success: after every entry, it leaves no open run.
+local function run_end(tm)
+  local last = true
+  for _, e in ipairs(RUN) do
+    if e[1] > tm or (e[1] == tm and e[2] > 0) then last = false end
   end
-  local parts = {}
-  for i, e in ipairs(RUN) do parts[i] = string.format('%d:%d', e[1], e[2]) end
+  RUN[#RUN + 1] = {tm, 0}
+  if last then RI = '' end
+end
+-- run_settle sorts the run and returns the longest run of failures known
+-- to be consecutive: failures settled through `through`; all of the open
+-- run when one instance made it (its own order); and a batch's failures
+-- before its first success, which that success follows. It drops the
+-- closed runs that can change no more, those before a settled success.
+local function run_settle(through)
+  table.sort(RUN, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  local open = 0 -- the last success: the open run follows it
+  for i, e in ipairs(RUN) do
+    if e[2] == 0 then open = i end
+  end
+  local one = RI ~= '*' and RI ~= ''
+  local longest, len, cut = 0, 0, 0
+  for i, e in ipairs(RUN) do
+    if e[2] == 0 then
+      longest = math.max(longest, len)
+      len = 0
+      if e[1] <= through then cut = i end
+    elseif e[1] <= through or e == LEAD or (one and i > open) then
+      len = len + e[2]
+    end
+  end
+  longest = math.max(longest, len)
+  if cut > 0 then
+    local kept = {}
+    for i = cut + 1, #RUN do kept[#kept + 1] = RUN[i] end
+    RUN = kept
+  end
+  return longest
+end
+-- run_save keeps 32 entries at most (it merges the oldest two adjacent
+-- failures, else forgets the oldest closed run), forgets successes with no
+-- failure left, and saves the run and the open run's length (cf).
+local function run_save()
+  while #RUN > 32 do
+    local merged = false
+    for i = 1, #RUN - 1 do
+      if RUN[i][2] > 0 and RUN[i + 1][2] > 0 then
+        RUN[i][2] = RUN[i][2] + RUN[i + 1][2]
+        table.remove(RUN, i + 1)
+        merged = true
+        break
+      end
+    end
+    if not merged then
+      while RUN[1][2] > 0 do table.remove(RUN, 1) end
+      table.remove(RUN, 1)
+    end
+  end
+  local parts, failures, cf = {}, false, 0
+  for i, e in ipairs(RUN) do
+    parts[i] = string.format('%d:%d', e[1], e[2])
+    if e[2] > 0 then failures = true end
+    if e[2] == 0 then cf = 0 else cf = cf + e[2] end
+  end
+  if not failures then parts, RI = {}, '' end
   local rl = table.concat(parts, ' ')
   if rl ~= ST.rl then set('rl', rl) end
-  if #RUN == 0 then RI = '' end
   if RI ~= ST.ri then set('ri', RI) end
-end
-local function run_add(tm, c)
-  RUN[#RUN + 1] = {tm, c}
-  if RI == '' then RI = INSTANCE elseif RI ~= INSTANCE then RI = '*' end
-end
-local function run_len(before)
-  if RI ~= '*' and RI ~= '' then before = nil end -- one instance's run
-  local total = 0
-  for _, e in ipairs(RUN) do
-    if before == nil or e[1] <= before then total = total + e[2] end
-  end
-  return total
+  if cf > 0 and ST.cf == 0 then set('cfat', NOW) end
+  if cf == 0 and ST.cf > 0 then set('cfat', 0) end
+  if cf ~= ST.cf then set('cf', cf) end
 end
 if lead > ko or trail > ko or run > ko or slow > ok + ko or (ok == 0 and (lead ~= ko or trail ~= ko)) then
   return redis.error_reply('BWARGS record batch counts do not add up')
@@ -138,7 +199,9 @@ if ok + ko == 0 then
   -- nothing to count: a lease release, a request to catch up, or a look
   -- at failures that have settled since they were reported
   if ST.st == 'closed' and P.consecutive > 0 and ST.rl ~= '' and (gen == 0 or gen >= ST.fl) then
-    local why = trip_reason(run_len(settled_at))
+    local longest = run_settle(settled_at)
+    run_save()
+    local why = trip_reason(longest)
     if why == 'consecutive_failures' then transition('open', why) end
   end
 elseif gen ~= 0 and gen < ST.fl then
@@ -151,23 +214,14 @@ elseif ST.st == 'closed' then
   -- Runs of failures, ordered by when they happened (see above).
   local longest = run
   if ok > 0 then
-    longest = math.max(longest, run_len(settled_at) + lead)
-    local kept = {}
-    for _, e in ipairs(RUN) do
-      if e[1] > ok_at then kept[#kept + 1] = e end
-    end
-    RUN = kept
-    if #RUN == 0 then RI = '' end
+    -- the failures before the batch's first success, then its last success
+    if lead > 0 then LEAD = run_add(math.max(0, ok_at - 1), lead) end
+    run_end(ok_at)
     if trail > 0 then run_add(ko_at, trail) end
   elseif ko > 0 then
     run_add(ko_at, ko)
   end
-  table.sort(RUN, function(a, b) return a[1] < b[1] end)
-  longest = math.max(longest, run_len(settled_at))
-  local cf = run_len(nil)
-  if cf > 0 and ST.cf == 0 then set('cfat', NOW) end
-  if cf == 0 and ST.cf > 0 then set('cfat', 0) end
-  if cf ~= ST.cf then set('cf', cf) end
+  longest = math.max(longest, run_settle(settled_at))
   run_save()
   if P.consecutive > 0 and longest >= P.consecutive and ko == 0 then
     -- failures that settled since the last batch trip the breaker now

@@ -234,8 +234,9 @@ func (s *Store) recordArgs(req backend.Request, renew bool) []interface{} {
 	if renew {
 		r = 1
 	}
+	okAge, koAge := b.Ages(time.Now())
 	return []interface{}{gen, req.Lease, seq, b.Successes, b.Failures, b.Slow, b.Lead, b.Trail, b.Run,
-		us(b.SuccessAge), us(b.FailureAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), r}
+		us(okAge), us(koAge), us(b.Settle), max(0, req.SettledThrough.UnixMicro()), r}
 }
 
 var commands = map[backend.Command]string{

@@ -13,9 +13,17 @@ type Batch struct {
 	Lead, Trail, Run uint64
 	// SuccessAge is how long ago the last success happened, and
 	// FailureAge the first of the trailing failures (all failures when
-	// there is no success), when the batch is sent: a store orders the
-	// batch against other instances' outcomes by them.
+	// there is no success), at Measured: a store orders the batch against
+	// other instances' outcomes by them.
 	SuccessAge, FailureAge time.Duration
+	// OldestAge is how long ago the batch's first outcome happened, at
+	// Measured (0: unknown): how late the batch is.
+	OldestAge time.Duration
+	// Measured is when the ages were taken (zero: they are taken as of
+	// when the batch is sent). A store adds the time since then, so that a
+	// batch that waited, or is sent again after a timeout, keeps the times
+	// of its outcomes.
+	Measured time.Time
 	// Settle is how late after its outcomes a batch may arrive (about the
 	// flush interval; 0 for outcomes reported one by one): failures count
 	// towards a trip only once they are this old, so that a success
@@ -46,9 +54,21 @@ func (b *Batch) Add(failure, slow bool) {
 
 // Append appends the outcomes of c, which happened after b's.
 func (b *Batch) Append(c Batch) {
-	switch {
-	case c.Successes+c.Failures == 0:
+	if c.Successes+c.Failures == 0 {
 		return
+	}
+	if !b.Measured.IsZero() && !c.Measured.IsZero() {
+		// b's ages, as of when c's were taken
+		d := c.Measured.Sub(b.Measured)
+		b.SuccessAge += d
+		b.FailureAge += d
+		b.OldestAge += d
+	}
+	b.Measured = c.Measured
+	if b.Successes+b.Failures == 0 {
+		b.OldestAge = c.OldestAge
+	}
+	switch {
 	case b.Successes == 0 && c.Successes == 0:
 		b.Lead += c.Failures
 		b.Trail += c.Failures
@@ -72,6 +92,23 @@ func (b *Batch) Append(c Batch) {
 		b.FailureAge = c.FailureAge
 	}
 	b.Settle = max(b.Settle, c.Settle)
+}
+
+// Ages returns SuccessAge and FailureAge as of now.
+func (b Batch) Ages(now time.Time) (success, failure time.Duration) {
+	if b.Measured.IsZero() {
+		return b.SuccessAge, b.FailureAge
+	}
+	d := max(0, now.Sub(b.Measured))
+	return b.SuccessAge + d, b.FailureAge + d
+}
+
+// Age returns OldestAge as of now.
+func (b Batch) Age(now time.Time) time.Duration {
+	if b.Measured.IsZero() {
+		return b.OldestAge
+	}
+	return b.OldestAge + max(0, now.Sub(b.Measured))
 }
 
 // Len returns how many outcomes b counts.

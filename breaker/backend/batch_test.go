@@ -3,6 +3,7 @@ package backend_test
 import (
 	"math/rand"
 	"testing"
+	"time"
 
 	"github.com/breakwater-go/breakwater/breaker/backend"
 )
@@ -48,5 +49,40 @@ func TestBatchAppend(t *testing.T) {
 		if a != whole {
 			t.Fatalf("%v cut at %d: appended %+v, want %+v", outcomes, cut, a, whole)
 		}
+	}
+}
+
+// TestBatchAges: ages are kept as of when they were measured; appending a
+// later batch moves the earlier one's ages to the later measurement, and
+// Ages and Age give them as of any time after.
+func TestBatchAges(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	// S F at t0: the success 3ms ago, the failure 1ms ago, the first
+	// outcome (the success) 3ms ago.
+	a := backend.Batch{Successes: 1, Failures: 1, Trail: 1, SuccessAge: 3 * ms, FailureAge: ms,
+		OldestAge: 3 * ms, Measured: t0}
+	// F, 1ms ago at t0+2ms: the trailing failures go on.
+	b := backend.Batch{Failures: 1, Lead: 1, Trail: 1, FailureAge: ms, OldestAge: ms, Measured: t0.Add(2 * ms)}
+	a.Append(b)
+	want := backend.Batch{Successes: 1, Failures: 2, Trail: 2, SuccessAge: 5 * ms, FailureAge: 3 * ms,
+		OldestAge: 5 * ms, Measured: t0.Add(2 * ms)}
+	if a != want {
+		t.Fatalf("appended %+v, want %+v", a, want)
+	}
+	ok, ko := a.Ages(t0.Add(10 * ms))
+	if ok != 13*ms || ko != 11*ms || a.Age(t0.Add(10*ms)) != 13*ms {
+		t.Fatalf("ages 8ms after the measurement: %v %v %v, want 13ms 11ms 13ms", ok, ko, a.Age(t0.Add(10*ms)))
+	}
+	// Unmeasured ages are as of now.
+	u := backend.Batch{Successes: 1, SuccessAge: ms, OldestAge: 2 * ms}
+	if ok, _ := u.Ages(t0); ok != ms || u.Age(t0) != 2*ms {
+		t.Fatalf("unmeasured: %v %v, want 1ms 2ms", ok, u.Age(t0))
+	}
+	// An empty batch takes the ages of what is appended to it.
+	var e backend.Batch
+	e.Append(b)
+	if e.OldestAge != ms || !e.Measured.Equal(b.Measured) {
+		t.Fatalf("empty batch appended: %+v, want %+v", e, b)
 	}
 }
