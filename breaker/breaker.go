@@ -61,9 +61,10 @@ type Breaker struct {
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool      // ask the store to move past the view's generation
-	settled      time.Time // the store's time through which this instance's failures have settled
-	settledDue   time.Time // when that is so (local time): not said to the store before
+	catchUp      bool          // ask the store to move past the view's generation
+	settled      time.Time     // the store's time through which this instance's failures have settled
+	settledDue   time.Time     // when that is so (local time): not said to the store before
+	settledWith  time.Duration // the settling time settledDue was reckoned with
 	seq          int64
 	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)

@@ -259,9 +259,9 @@ func TestDecisionParity(t *testing.T) {
 			}
 			sync, _ := replay(breaker.ReportSync)
 			batched, oldest := replay(breaker.ReportBatched)
-			// Beyond its interval, a batch was late by the machine; a trip
-			// on settled failures also waits for a look a margin after
-			// the interval.
+			// Beyond its interval, a batch was late by the machine (and
+			// failures settle that much later); a trip is heard a hop after
+			// it is made.
 			late := max(0, oldest-interval) + time.Millisecond
 			slack := int((late + pace - 1) / pace)
 			t.Logf("tripped at outcome %d (sync) and %d (batched): %+.1f flush intervals (%d outcomes each); "+

@@ -396,13 +396,23 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		now := time.Now()
 		_, age := o.f.batch.Ages(now)
 		through := res.Reply.ServerTime.Add(-age)
-		due := now.Add(o.f.batch.Settle - age + settleMargin)
+		due := now.Add(o.f.batch.Settle - age)
 		b.mu.Lock()
 		b.catchUp = true
 		if through.After(b.settled) {
 			// Said to the store only once it is true: a report sent sooner
 			// must not count other instances' failures as settled.
-			b.settled, b.settledDue = through, due
+			b.settled, b.settledDue, b.settledWith = through, due, o.f.batch.Settle
+		}
+		b.mu.Unlock()
+		b.hub.scheduleAt(b, due)
+	}
+	if !o.f.again.IsZero() {
+		due := time.Now().Add(o.f.againAfter)
+		b.mu.Lock()
+		b.catchUp = true
+		if o.f.again.After(b.settled) {
+			b.settled, b.settledDue, b.settledWith = o.f.again, due, o.f.batch.Settle
 		}
 		b.mu.Unlock()
 		b.hub.scheduleAt(b, due)

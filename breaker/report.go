@@ -176,6 +176,10 @@ type flush struct {
 	waiters []chan struct{}
 	failed  bool      // a delivery failed; counted in the breaker's unreported
 	through time.Time // the store's time through which failures settled
+	// a look to make again, again after the answer: the process got later
+	// since the look was planned, and through claims only what settled
+	again      time.Time
+	againAfter time.Duration
 }
 
 // pendingGen holds outcomes of a generation that is no longer the view's.
@@ -303,6 +307,10 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	f.batch.Settle = b.settle()
 	if !b.settled.IsZero() && !now.Before(b.settledDue) {
 		f.through = b.settled
+		if d := f.batch.Settle - b.settledWith; d > 0 {
+			f.through = b.settled.Add(-d)
+			f.again, f.againAfter = b.settled, d
+		}
 		b.settled = time.Time{}
 	}
 	b.catchUp = false
