@@ -24,8 +24,9 @@ type Batch struct {
 	// batch that waited, or is sent again after a timeout, keeps the times
 	// of its outcomes.
 	Measured time.Time
-	// Settle is how late after its outcomes a batch may arrive (about the
-	// flush interval; 0 for outcomes reported one by one): failures count
+	// Settle is how late after its outcomes a batch may arrive (the flush
+	// interval, more while the sending process delivers its batches later
+	// than that; 0 for outcomes reported one by one): failures count
 	// towards a trip only once they are this old, so that a success
 	// reported late can still end their run.
 	Settle time.Duration
