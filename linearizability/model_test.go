@@ -155,6 +155,7 @@ type state struct {
 	trouble                                 [instances]int64 // troubled instances: time of the last failure or slow call (0: none)
 	win                                     [buckets]bucket
 	seq                                     [instances]int64
+	tl                                      [instances]int64 // t.<instance>: the time of its latest entry in the run
 	last                                    int64 // Redis's clock of the last script (µs)
 }
 
@@ -662,7 +663,7 @@ func (e *exec) save(r *streak) {
 // ordered by when its outcomes happened, and returns the longest run to
 // trip on.
 func (e *exec) closedRun() (int64, *streak) {
-	b := e.in.batch
+	s, b := &e.s, e.in.batch
 	r := e.newRun()
 	okAt, koAt := max(0, e.nowUs-b.okAge), max(0, e.nowUs-b.koAge)
 	if r.settledAt > e.nowUs-b.settle {
@@ -674,9 +675,17 @@ func (e *exec) closedRun() (int64, *streak) {
 		e.hit(hitSettle)
 	}
 	longest := b.run
+	// an instance's batches are not put before its earlier entries
+	floor := min(s.tl[e.in.inst], e.nowUs)
+	last := int64(-1)
 	if b.ok > 0 {
 		if b.lead > 0 {
-			at := max(0, okAt-1)
+			okAt = max(okAt, floor+2)
+		} else {
+			okAt = max(okAt, floor+1)
+		}
+		if b.lead > 0 {
+			at := okAt - 1
 			r.add(at, b.lead)
 			r.leadSet, r.leadAt, r.leadN = true, at, b.lead
 		}
@@ -690,16 +699,24 @@ func (e *exec) closedRun() (int64, *streak) {
 			e.hit(hitDropNone)
 		}
 		r.end(okAt)
+		last = okAt
 		if b.trail > 0 {
+			koAt = max(koAt, okAt)
 			r.add(koAt, b.trail)
+			last = koAt
 		}
 	} else if b.ko > 0 {
+		koAt = max(koAt, floor)
 		r.add(koAt, b.ko)
+		last = koAt
 	}
 	before := r.clone()
 	longest = max(longest, r.settle())
 	e.noteSettle(before, r)
 	e.save(r)
+	if last >= 0 && s.rn > 0 && last != floor {
+		s.tl[e.in.inst] = last
+	}
 	return longest, r
 }
 

@@ -136,6 +136,12 @@ func (r *run) scenarios(ctx context.Context, tg target) {
 	c.want("C succeeds", tc, "closed", 0)
 	c.want("C looks, settled through its success", c.look(cc, tc.nowUs), "open", 0)
 
+	c.begin("an instance's batches keep its own order")
+	c.fail(a, 2, 0, 0)
+	// A's success, sent after its failures though its age says before them
+	c.want("A's success, half an hour old", c.succeed(a, 0, 30*60_000_000, 0), "closed", 0)
+	c.want("A fails 1", c.fail(a, 1, 0, 0), "closed", 1)
+
 	c.begin("a success reported late splits a run a success ended")
 	c.fail(a, 2, 30*60_000_000, 0) // half an hour ago
 	c.fail(b, 1, 0, 0)

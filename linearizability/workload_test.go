@@ -304,6 +304,9 @@ func decode(h, w map[string]string, troubled, leases []redis.Z) (state, error) {
 		if v, ok := h["q."+instName(i)]; ok {
 			s.seq[i] = parse("sequence", v)
 		}
+		if v, ok := h["t."+instName(i)]; ok {
+			s.tl[i] = parse("run time", v)
+		}
 	}
 	for k := range s.win {
 		get := func(f string) int64 {
@@ -341,7 +344,7 @@ func encode(s state, inst int) []interface{} {
 		"from", s.from, "why", s.why, "by", s.by, "at", s.at, "ok", s.ok, "ko", s.ko, "cf", s.cf,
 		"cfat", s.cfat, "hs", s.hs, "tok", s.tok, "tko", s.tko, "tslow", s.tslow, "tstale", s.tstale,
 		"pko", s.pko, "rl", strings.Join(rl, " "), "ri", riName(s.ri),
-		"q." + instName(inst), s.seq[inst]}
+		"q." + instName(inst), s.seq[inst], "t." + instName(inst), s.tl[inst]}
 }
 
 // run is one run of the workload.

@@ -838,3 +838,56 @@ func TestRedisOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisRunKeepsEachInstancesOrder: an instance's batch is not put
+// before its earlier entries in the run, whatever its ages say (field
+// t.<instance>); a value there that is not a time is no floor, and is
+// written anew.
+func TestRedisRunKeepsEachInstancesOrder(t *testing.T) {
+	const name = "own-order"
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
+	ctx := context.Background()
+	gen := e.read(name).Generation
+	key := e.st.Keys(name)[0]
+	seq := int64(0)
+	rec := func(step string, b backend.Batch) backend.Reply {
+		t.Helper()
+		seq++
+		q := e.req(name, "i1")
+		q.Known, q.Generation, q.Seq, q.Batch = gen, gen, seq, b
+		q.Batch.Settle = time.Hour
+		r, err := e.st.Record(ctx, q)
+		return e.must(step, r, err)
+	}
+	fail := backend.Batch{Failures: 2, Lead: 2, Trail: 2}
+	if r := rec("2 failures", fail); r.Counts.ConsecutiveFailures != 2 {
+		t.Fatalf("2 failures: %+v", r.Counts)
+	}
+	// The success came after the failures (a later batch), though its age
+	// says half an hour: it ends them.
+	late := backend.Batch{Successes: 1, SuccessAge: 30 * time.Minute}
+	if r := rec("a late success", late); r.Counts.ConsecutiveFailures != 0 {
+		t.Fatalf("after a success of the same instance: %d consecutive failures, want 0", r.Counts.ConsecutiveFailures)
+	}
+	one := backend.Batch{Failures: 1, Lead: 1, Trail: 1}
+	if r := rec("1 failure", one); r.Counts.ConsecutiveFailures != 1 || r.State != backend.Closed {
+		t.Fatalf("1 failure after the success: %+v, want closed with 1 consecutive failure", r)
+	}
+	for _, v := range []string{"x", "-5", "99999999999999999999"} {
+		if err := e.raw.HSet(ctx, key, "t.i1", v).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := rec("t.i1 "+v, backend.Batch{Successes: 1})
+		if r.Counts.ConsecutiveFailures != 0 {
+			t.Fatalf("t.i1 %q: %+v", v, r.Counts)
+		}
+		rec("1 failure", one)
+		got, err := e.raw.HGet(ctx, key, "t.i1").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := strconv.ParseInt(got, 10, 64); err != nil || got == v {
+			t.Errorf("t.i1 was %q: now %q, want a time written anew", v, got)
+		}
+	}
+}
