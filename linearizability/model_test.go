@@ -156,7 +156,7 @@ type state struct {
 	win                                     [buckets]bucket
 	seq                                     [instances]int64
 	tl                                      [instances]int64 // t.<instance>: the time of its latest entry in the run
-	last                                    int64 // Redis's clock of the last script (µs)
+	last                                    int64            // Redis's clock of the last script (µs)
 }
 
 // runEntries returns a copy of the current run.
