@@ -52,7 +52,8 @@ type Breaker struct {
 	refIdx   int         // index in the hub's refresh heap
 
 	mu           sync.Mutex
-	viewVersion  uint64 // counts adopted views
+	viewVersion  uint64    // counts adopted views
+	viewAt       time.Time // the store's clock of the latest answer adopted (Reply.ServerTime)
 	lastAnswer   time.Time
 	distrust     bool      // an announcement was not confirmed: ignore them for an interval
 	lastRead     time.Time // when a read for an announcement was answered

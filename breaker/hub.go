@@ -390,9 +390,12 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 			b.hub.scheduleAt(b, b.firstDue())
 		}
 	}
-	if o.f.batch.Failures > 0 && o.f.batch.Settle > 0 && b.s.ConsecutiveFailures != Off {
+	if o.f.batch.Failures > 0 && o.f.batch.Settle > 0 && b.s.ConsecutiveFailures != Off &&
+		res.Reply.State == backend.Closed && (o.f.gen == 0 || res.Reply.Generation == o.f.gen) {
 		// Look again once these failures have settled: they may trip the
-		// breaker then, with no other outcome to bring them up.
+		// breaker then, with no other outcome to bring them up. (Not when
+		// the answer says the breaker is no longer closed at the batch's
+		// generation: the look would be moot.)
 		now := time.Now()
 		_, age := o.f.batch.Ages(now)
 		through := res.Reply.ServerTime.Add(-age)

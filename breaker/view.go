@@ -41,6 +41,9 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		b.mu.Unlock()
 		return prev
 	}
+	if rep.Generation > prev.gen || rep.ServerTime.After(b.viewAt) {
+		b.viewAt = rep.ServerTime
+	}
 	next := view{known: true, state: State(rep.State), gen: rep.Generation}
 	switch {
 	case rep.State == backend.Open:
@@ -64,6 +67,9 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		b.cell.Store(&cell{gen: next.gen})
 		b.addOld(old.gen, old.take(true))
 		b.distrust = false
+		// A look at the failures of the ended generation is moot, and so
+		// is asking the store to move past it.
+		b.settled, b.catchUp = time.Time{}, false
 	}
 	// The event is the last transition as the store recorded it; when this
 	// instance missed some, they fold into it. A breaker created anew (its
@@ -107,13 +113,20 @@ func (b *Breaker) notified(gen int64, verified *backend.Reply) {
 	if b.closed.Load() {
 		return
 	}
+	v := b.view()
 	if verified != nil && gen > 0 {
 		// The store verified that the breaker's own script announced this:
-		// it is as good as a reply, and costs no read.
-		b.adopt(*verified, b.clock.Now(), false, 0)
+		// it is as good as a reply, and costs no read; unless it is older
+		// than an answer already taken for the same generation (pub/sub
+		// was slow), whose wait it would push back.
+		b.mu.Lock()
+		stale := v.known && verified.Generation == v.gen && !verified.ServerTime.After(b.viewAt)
+		b.mu.Unlock()
+		if !stale {
+			b.adopt(*verified, b.clock.Now(), false, 0)
+		}
 		return
 	}
-	v := b.view()
 	if gen > 0 && v.known && gen <= v.gen {
 		return
 	}

@@ -20,6 +20,11 @@ var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
 // maxGeneration bounds generations and counts: integers in [0, 2^53).
 const maxGeneration = 1 << 53
 
+// maxClockGap bounds how much later than a read's TIME a transition read
+// with it may be (ms): one pipeline's time in Redis. A state from further
+// ahead says that Redis's clock went back; it is taken as it is.
+const maxClockGap = 1000
+
 // Read implements backend.Store. Without Request.Full it reads the state
 // hash with HMGET and Redis's clock with TIME, in one round trip and
 // without a script: it decides nothing and writes nothing. With Full it runs
@@ -258,7 +263,15 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (backend
 	r.From = state(3)
 	r.Reason = str(4)
 	r.By = str(5)
-	r.InState = msDuration(nowMS - num(6))
+	at := num(6)
+	if at > nowMS && at-nowMS < maxClockGap {
+		// Written after TIME answered: another client's script ran between
+		// the pipeline's TIME and HMGET. Its own clock is the later one,
+		// or a trip would read as open for longer than it is.
+		nowMS = at
+		r.ServerTime = time.UnixMilli(nowMS)
+	}
+	r.InState = msDuration(nowMS - at)
 	c := &r.Counts
 	c.Successes = uint64(num(7))
 	c.Failures = uint64(num(8))

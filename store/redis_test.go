@@ -891,3 +891,44 @@ func TestRedisRunKeepsEachInstancesOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPlainReadOfAStateNewerThanItsClock: a plain read sends TIME and
+// HMGET in one pipeline, and another client's script may run between them;
+// the transition it wrote is then later than the read's clock. The read
+// takes the transition's time as its clock, so that an open breaker's wait
+// is never longer than its open duration.
+func TestRedisPlainReadOfAStateNewerThanItsClock(t *testing.T) {
+	const name = "newer"
+	e := newFleetEnv(t, store.Options{}, fleetPolicy(time.Minute, time.Minute))
+	ctx := context.Background()
+	gen := e.read(name).Generation
+	q := e.req(name, "i1")
+	q.Known, q.Generation, q.Seq, q.Batch = gen, gen, 1, backend.Batch{Failures: 3, Lead: 3, Trail: 3}
+	if r, err := e.st.Record(ctx, q); err != nil || r.State != backend.Open {
+		t.Fatalf("3 failures: %+v, %v; want open", r, err)
+	}
+	key := e.st.Keys(name)[0]
+	h, err := e.raw.HMGet(ctx, key, "at", "probe_at").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, _ := strconv.ParseInt(h[0].(string), 10, 64)
+	probeAt, _ := strconv.ParseInt(h[1].(string), 10, 64)
+	// As if the trip ran 300 ms after the read's TIME.
+	shift := e.redisNow() + 300 - at
+	if err := e.raw.HSet(ctx, key, "at", at+shift, "probe_at", probeAt+shift).Err(); err != nil {
+		t.Fatal(err)
+	}
+	plain := e.req(name, "reader")
+	plain.Full = false
+	r, err := e.st.Read(ctx, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != backend.Open || r.Wait <= 0 || r.Wait > time.Minute {
+		t.Errorf("read: %v, wait %v; want open, waiting at most the open duration %v", r.State, r.Wait, time.Minute)
+	}
+	if got := r.ServerTime.UnixMilli(); got != at+shift {
+		t.Errorf("read's clock: %d, want the transition's %d", got, at+shift)
+	}
+}

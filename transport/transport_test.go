@@ -499,8 +499,9 @@ func TestRoundTripStopsAtAnOpenBreaker(t *testing.T) {
 	defer st.Close()
 	var mu sync.Mutex
 	var events []retry.Event
+	reads := &readCounter{}
 	tr, rec := newTransport(t, st, transport.Options{
-		Settings: breaker.Settings{ConsecutiveFailures: 2, OpenDuration: time.Minute},
+		Settings: breaker.Settings{ConsecutiveFailures: 2, OpenDuration: time.Minute, Observer: reads},
 		Retry: retry.Policy{MaxAttempts: 5, OnEvent: func(ev retry.Event) {
 			mu.Lock()
 			events = append(events, ev)
@@ -531,7 +532,16 @@ func TestRoundTripStopsAtAnOpenBreaker(t *testing.T) {
 	mu.Unlock()
 
 	// With the breaker open, a request makes no attempt, asks Redis
-	// nothing, and fails at once.
+	// nothing, and fails at once. (Once its subscription is up, a breaker
+	// reads its state once, in the background, in case it missed a
+	// transition meanwhile: that read is over first.)
+	deadline := time.Now().Add(10 * time.Second)
+	for reads.n.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if reads.n.Load() == 0 {
+		t.Fatal("no read after the subscription within 10s")
+	}
 	attempts, commands := rec.attempts.Load(), m.CommandCount()
 	var took []time.Duration
 	for i := 0; i < 21; i++ {
@@ -946,5 +956,17 @@ func TestRoundTripStopsWhenRequestCancelCloses(t *testing.T) {
 	}
 	if got := rec.attempts.Load(); got != 1 {
 		t.Errorf("attempts: got %d, want 1", got)
+	}
+}
+
+// readCounter counts the reads breakers make of their state.
+type readCounter struct {
+	breaker.NopObserver
+	n atomic.Int64
+}
+
+func (r *readCounter) StoreCalled(c breaker.StoreCall) {
+	if c.Op == "read" && c.Err == nil {
+		r.n.Add(1)
 	}
 }
