@@ -173,10 +173,10 @@ func recordedTrace(seed int64, n int) []traceStep {
 // machine's: an outcome is replayed only once the outcomes of two flush
 // intervals before it have been delivered (a synchronous one is delivered
 // before Done returns), so a machine that stalls the reports stalls the
-// trace with them. A batch that a slow
-// machine delivers later than its flush interval moves the decision by as
-// much (see FlushInfo.Age): the tolerance adds the lateness the batches
-// really had, measured.
+// trace with them. A batch that a slow machine delivers later than its
+// flush interval moves the decision (see FlushInfo.Age): the tolerance adds
+// the lateness the batches really had, measured, once for settling and
+// once for the look that trips.
 func TestDecisionParity(t *testing.T) {
 	const (
 		pace     = time.Millisecond
@@ -259,10 +259,11 @@ func TestDecisionParity(t *testing.T) {
 			}
 			sync, _ := replay(breaker.ReportSync)
 			batched, oldest := replay(breaker.ReportBatched)
-			// Beyond its interval, a batch was late by the machine (and
-			// failures settle that much later); a trip is heard a hop after
-			// it is made.
-			late := max(0, oldest-interval) + time.Millisecond
+			// Beyond its interval, a batch was late by the machine: failures
+			// settle that much later, and the look that finds them settled
+			// may be as late as a batch was; a trip is heard a hop after it
+			// is made.
+			late := 2*max(0, oldest-interval) + time.Millisecond
 			slack := int((late + pace - 1) / pace)
 			t.Logf("tripped at outcome %d (sync) and %d (batched): %+.1f flush intervals (%d outcomes each); "+
 				"the latest batch was delivered %v after its first outcome (tolerance: one interval + %d outcomes)",

@@ -211,37 +211,40 @@ elseif ST.st == 'closed' then
   add('ok', ok)
   add('ko', ko)
   if WINDOW_ON then window_add(ok + ko, ko, slow) end
-  -- Runs of failures, ordered by when they happened (see above).
+  -- Runs of failures, ordered by when they happened (see above); nothing
+  -- to do for successes when no failure is outstanding.
   local longest = run
-  -- An instance's outcomes come in its own order: a batch's are not put
-  -- before the entries of its earlier ones (field t.<instance>), whatever
-  -- Redis's clock did meanwhile (it stands still in tests; it may be set
-  -- back). A value that is not a time is no floor: it is written anew.
-  local t_field = 't.' .. INSTANCE
-  local floor = math.min(tonumber(string.match(redis.call('HGET', K_STATE, t_field) or '', '^%d+$') or '0') or 0,
-    NOW_US)
-  local last
-  if ok > 0 then
-    -- the failures before the batch's first success, then its last success
-    -- (a success after the instance's latest entry, its lead after that)
-    if lead > 0 then ok_at = math.max(ok_at, floor + 2) else ok_at = math.max(ok_at, floor + 1) end
-    if lead > 0 then LEAD = run_add(ok_at - 1, lead) end
-    run_end(ok_at)
-    last = ok_at
-    if trail > 0 then
-      ko_at = math.max(ko_at, ok_at)
-      run_add(ko_at, trail)
+  if ko > 0 or ST.rl ~= '' or ST.cf ~= 0 or ST.ri ~= '' then
+    -- An instance's outcomes come in its own order: a batch's are not put
+    -- before the entries of its earlier ones (field t.<instance>), whatever
+    -- Redis's clock did meanwhile (it stands still in tests; it may be set
+    -- back). A value that is not a time is no floor: it is written anew.
+    local t_field = 't.' .. INSTANCE
+    local floor = math.min(tonumber(string.match(redis.call('HGET', K_STATE, t_field) or '', '^%d+$') or '0') or 0,
+      NOW_US)
+    local last
+    if ok > 0 then
+      -- the failures before the batch's first success, then its last success
+      -- (a success after the instance's latest entry, its lead after that)
+      if lead > 0 then ok_at = math.max(ok_at, floor + 2) else ok_at = math.max(ok_at, floor + 1) end
+      if lead > 0 then LEAD = run_add(ok_at - 1, lead) end
+      run_end(ok_at)
+      last = ok_at
+      if trail > 0 then
+        ko_at = math.max(ko_at, ok_at)
+        run_add(ko_at, trail)
+        last = ko_at
+      end
+    elseif ko > 0 then
+      ko_at = math.max(ko_at, floor)
+      run_add(ko_at, ko)
       last = ko_at
     end
-  elseif ko > 0 then
-    ko_at = math.max(ko_at, floor)
-    run_add(ko_at, ko)
-    last = ko_at
-  end
-  longest = math.max(longest, run_settle(settled_at))
-  run_save()
-  if last and ST.rl ~= '' and last ~= floor then
-    redis.call('HSET', K_STATE, t_field, string.format('%d', last))
+    longest = math.max(longest, run_settle(settled_at))
+    run_save()
+    if last and ST.rl ~= '' and last ~= floor then
+      redis.call('HSET', K_STATE, t_field, string.format('%d', last))
+    end
   end
   if P.consecutive > 0 and longest >= P.consecutive and ko == 0 then
     -- failures that settled since the last batch trip the breaker now
