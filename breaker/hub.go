@@ -341,14 +341,10 @@ func (o op) request() backend.Op {
 // answer takes the store's answer to b's part in a round, which took
 // took.
 func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
-	now := b.clock.Now()
+	now, wall := b.clock.Now(), time.Now()
 	if res.Err != nil {
-		if obs := b.s.Observer; obs != nil && o.f != nil && o.f.batch.Len() > 0 {
-			b.mu.Lock()
-			pending := b.pendingCount()
-			b.mu.Unlock()
-			obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending),
-				Duration: took, Age: o.f.batch.Age(time.Now()), Err: res.Err})
+		if o.f != nil {
+			b.flushed(o.f, took, wall, res.Err)
 		}
 		b.storeFailedFor(res.Err, o)
 		return
@@ -358,7 +354,6 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		b.readDone(res.Reply, o.gen, o.version)
 		return
 	}
-	age := o.f.batch.Age(time.Now())
 	b.mu.Lock()
 	if b.inflight == o.f {
 		b.inflight = nil
@@ -366,17 +361,11 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	if o.f.batch.Len() > 0 && !o.f.failed && b.s.Reporting == ReportBatched {
 		// (a batch that waited for the store to come back says nothing
 		// about this process's pace)
-		lateness.delivered(age, b.s.FlushInterval, time.Now())
+		lateness.delivered(o.f.batch.Age(wall), b.s.FlushInterval, wall)
 	}
 	more := b.pendingLocked()
-	pending := b.pendingCount()
 	b.mu.Unlock()
-	if obs := b.s.Observer; obs != nil {
-		if o.f.batch.Len() > 0 {
-			obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(o.f.batch.Len()), Pending: int(pending),
-				Duration: took, Age: age})
-		}
-	}
+	b.flushed(o.f, took, wall, nil)
 	b.adopt(res.Reply, now, false, 0)
 	for _, ch := range o.f.waiters {
 		close(ch)
@@ -396,30 +385,41 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		// breaker then, with no other outcome to bring them up. (Not when
 		// the answer says the breaker is no longer closed at the batch's
 		// generation: the look would be moot.)
-		now := time.Now()
-		_, age := o.f.batch.Ages(now)
-		through := res.Reply.ServerTime.Add(-age)
-		due := now.Add(o.f.batch.Settle - age)
-		b.mu.Lock()
-		b.catchUp = true
-		if through.After(b.settled) {
-			// Said to the store only once it is true: a report sent sooner
-			// must not count other instances' failures as settled.
-			b.settled, b.settledDue, b.settledWith = through, due, o.f.batch.Settle
-		}
-		b.mu.Unlock()
-		b.hub.scheduleAt(b, due)
+		_, age := o.f.batch.Ages(wall)
+		b.lookAt(res.Reply.ServerTime.Add(-age), wall.Add(o.f.batch.Settle-age), o.f.batch.Settle)
 	}
 	if !o.f.again.IsZero() {
-		due := time.Now().Add(o.f.againAfter)
-		b.mu.Lock()
-		b.catchUp = true
-		if o.f.again.After(b.settled) {
-			b.settled, b.settledDue, b.settledWith = o.f.again, due, o.f.batch.Settle
-		}
-		b.mu.Unlock()
-		b.hub.scheduleAt(b, due)
+		b.lookAt(o.f.again, wall.Add(o.f.againAfter), o.f.batch.Settle)
 	}
+}
+
+// flushed tells the observer of a batch the store answered (err nil) or
+// did not take.
+func (b *Breaker) flushed(f *flush, took time.Duration, wall time.Time, err error) {
+	obs := b.s.Observer
+	if obs == nil || f.batch.Len() == 0 {
+		return
+	}
+	b.mu.Lock()
+	pending := b.pendingCount()
+	b.mu.Unlock()
+	obs.BatchFlushed(FlushInfo{Name: b.name, Outcomes: int(f.batch.Len()), Pending: int(pending),
+		Duration: took, Age: f.batch.Age(wall), Err: err})
+}
+
+// lookAt plans a look at the failures that settled through the store's
+// time through, due when they have (local time), reckoned with the
+// settling time with.
+func (b *Breaker) lookAt(through, due time.Time, with time.Duration) {
+	b.mu.Lock()
+	b.catchUp = true
+	if through.After(b.settled) {
+		// Said to the store only once it is true: a report sent sooner
+		// must not count other instances' failures as settled.
+		b.settled, b.settledDue, b.settledWith = through, due, with
+	}
+	b.mu.Unlock()
+	b.hub.scheduleAt(b, due)
 }
 
 // urgentPending reports whether what waits should go at once.

@@ -499,7 +499,7 @@ func TestRoundTripStopsAtAnOpenBreaker(t *testing.T) {
 	defer st.Close()
 	var mu sync.Mutex
 	var events []retry.Event
-	reads := &readCounter{}
+	reads := &readWaiter{first: make(chan struct{})}
 	tr, rec := newTransport(t, st, transport.Options{
 		Settings: breaker.Settings{ConsecutiveFailures: 2, OpenDuration: time.Minute, Observer: reads},
 		Retry: retry.Policy{MaxAttempts: 5, OnEvent: func(ev retry.Event) {
@@ -535,12 +535,10 @@ func TestRoundTripStopsAtAnOpenBreaker(t *testing.T) {
 	// nothing, and fails at once. (Once its subscription is up, a breaker
 	// reads its state once, in the background, in case it missed a
 	// transition meanwhile: that read is over first.)
-	deadline := time.Now().Add(10 * time.Second)
-	for reads.n.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if reads.n.Load() == 0 {
-		t.Fatal("no read after the subscription within 10s")
+	select {
+	case <-reads.first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the breaker did not read its state after subscribing, within 10s")
 	}
 	attempts, commands := rec.attempts.Load(), m.CommandCount()
 	var took []time.Duration
@@ -959,14 +957,15 @@ func TestRoundTripStopsWhenRequestCancelCloses(t *testing.T) {
 	}
 }
 
-// readCounter counts the reads breakers make of their state.
-type readCounter struct {
+// readWaiter closes first once a breaker has read its state.
+type readWaiter struct {
 	breaker.NopObserver
-	n atomic.Int64
+	once  sync.Once
+	first chan struct{}
 }
 
-func (r *readCounter) StoreCalled(c breaker.StoreCall) {
+func (r *readWaiter) StoreCalled(c breaker.StoreCall) {
 	if c.Op == "read" && c.Err == nil {
-		r.n.Add(1)
+		r.once.Do(func() { close(r.first) })
 	}
 }

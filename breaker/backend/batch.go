@@ -97,19 +97,19 @@ func (b *Batch) Append(c Batch) {
 
 // Ages returns SuccessAge and FailureAge as of now.
 func (b Batch) Ages(now time.Time) (success, failure time.Duration) {
-	if b.Measured.IsZero() {
-		return b.SuccessAge, b.FailureAge
-	}
-	d := max(0, now.Sub(b.Measured))
+	d := b.since(now)
 	return b.SuccessAge + d, b.FailureAge + d
 }
 
 // Age returns OldestAge as of now.
-func (b Batch) Age(now time.Time) time.Duration {
+func (b Batch) Age(now time.Time) time.Duration { return b.OldestAge + b.since(now) }
+
+// since is how long before now the ages were measured (0 when unknown).
+func (b Batch) since(now time.Time) time.Duration {
 	if b.Measured.IsZero() {
-		return b.OldestAge
+		return 0
 	}
-	return b.OldestAge + max(0, now.Sub(b.Measured))
+	return max(0, now.Sub(b.Measured))
 }
 
 // Len returns how many outcomes b counts.
