@@ -163,6 +163,39 @@ func recordedTrace(seed int64, n int) []traceStep {
 	return steps
 }
 
+// earliestRun returns the first outcome of trace that ends n failures in a
+// row when a success may be ordered up to late outcomes after it happened
+// (its batch arrived after the failures had settled), never after a later
+// failure of its own instance (an instance's outcomes keep their order);
+// len(trace) when there is none. With late 0 it is where a synchronous
+// breaker trips.
+func earliestRun(trace []traceStep, n, late int) int {
+	var fails []int
+	for e, step := range trace {
+		if !step.fail {
+			continue
+		}
+		fails = append(fails, e)
+		if len(fails) < n {
+			continue
+		}
+		splits := false
+		for i := fails[len(fails)-n] + 1; i < e && !splits; i++ {
+			if trace[i].fail {
+				continue
+			}
+			splits = e-i > late
+			for j := i + 1; j <= e && !splits; j++ {
+				splits = trace[j].fail && trace[j].instance == trace[i].instance
+			}
+		}
+		if !splits {
+			return e
+		}
+	}
+	return len(trace)
+}
+
 // TestDecisionParity: one recorded trace of mixed outcomes from 20
 // instances, replayed at a steady pace (5 outcomes per flush interval, a
 // pace a synchronous breaker keeps: each of its outcomes takes a round trip),
@@ -176,7 +209,12 @@ func recordedTrace(seed int64, n int) []traceStep {
 // trace with them. A batch that a slow machine delivers later than its
 // flush interval moves the decision (see FlushInfo.Age): the tolerance adds
 // the lateness the batches really had, measured, once for settling and
-// once for the look that trips.
+// once for the look that trips. A batch later than its settling time (the
+// machine stalled in a way the process had not seen yet) may let a success
+// arrive after the failures around it have settled; it then no longer
+// splits them, and the breaker may trip on an earlier run than a
+// synchronous one: the tolerance allows the runs such late successes could
+// join.
 func TestDecisionParity(t *testing.T) {
 	const (
 		pace     = time.Millisecond
@@ -268,8 +306,20 @@ func TestDecisionParity(t *testing.T) {
 			t.Logf("tripped at outcome %d (sync) and %d (batched): %+.1f flush intervals (%d outcomes each); "+
 				"the latest batch was delivered %v after its first outcome (tolerance: one interval + %d outcomes)",
 				sync, batched, float64(batched-sync)/float64(perFlush), perFlush, oldest.Round(10*time.Microsecond), slack)
-			if d := batched - sync; d < -perFlush-slack || d > perFlush+slack {
-				t.Errorf("batched breaker tripped at outcome %d, synchronous at %d: want within one flush interval (%d outcomes) + %d", batched, sync, perFlush, slack)
+			// Early, a batched breaker can trip only on failures that a
+			// late success did not split in time: no earlier than the first
+			// run the trace makes when successes are ordered up to slack
+			// outcomes after they happened.
+			earliest := sync - perFlush - slack
+			if s.ConsecutiveFailures != breaker.Off {
+				if got := earliestRun(trace, int(s.ConsecutiveFailures), 0); got != sync {
+					t.Fatalf("the trace's first run of %d failures ends at outcome %d; the synchronous breaker tripped at %d", s.ConsecutiveFailures, got, sync)
+				}
+				earliest = min(earliest, earliestRun(trace, int(s.ConsecutiveFailures), slack))
+			}
+			if batched < earliest || batched > sync+perFlush+slack {
+				t.Errorf("batched breaker tripped at outcome %d, synchronous at %d: want within one flush interval (%d outcomes) + %d, "+
+					"and no earlier than outcome %d", batched, sync, perFlush, slack, earliest)
 			}
 		})
 	}
