@@ -238,6 +238,9 @@ func TestTwoInstancesShareOneBreaker(t *testing.T) {
 		"STORE_PREFIX":     "svc-test",
 		"BREAKER_FAILURES": "3",
 		"BREAKER_OPEN":     "200ms",
+		// not a test of timeouts: a loaded machine may pause a call longer
+		// than the default 250ms, and the instances would then decide locally
+		"STORE_TIMEOUT": "10s",
 	}
 	a, b := startInstance(t, "a", env), startInstance(t, "b", env)
 
@@ -309,6 +312,7 @@ func TestBackgroundLoad(t *testing.T) {
 		"DOWNSTREAM_URL": ds.URL,
 		"LOAD_INTERVAL":  "5ms",
 		"LOAD_WORKERS":   "2",
+		"STORE_TIMEOUT":  "10s", // not a test of timeouts
 	})
 	eventually(t, 5*time.Second, "no background calls", func() bool { return in.status().Calls.Succeeded >= 10 })
 	in.stop()
