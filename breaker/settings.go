@@ -147,9 +147,11 @@ const (
 	// once; a run that several instances made counts once the successes of
 	// its flush interval have had the time to arrive, so that a success
 	// reported late can still end it (the trip then comes about one
-	// FlushInterval after the failure that makes it). Every outcome is
-	// counted exactly once: a batch carries the instance and a sequence
-	// number, and batches that could not be delivered wait for the store.
+	// FlushInterval after the failure that makes it, and later by as much
+	// as the process's batches were lately delivered late, up to ten
+	// intervals in all). Every outcome is counted exactly once: a batch
+	// carries the instance and a sequence number, and batches that could
+	// not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.
