@@ -165,7 +165,10 @@ func recordedTrace(seed int64, n int) []traceStep {
 
 // earliestRun returns the first outcome of trace that ends n failures in a
 // row when a success may be ordered up to late outcomes after it happened
-// (its batch arrived after the failures had settled), never after a later
+// (Redis places outcomes at their batch's arrival less their age, so a
+// batch longer on its way than the next one's moves its success after
+// their failures; a batch later than its settling time arrives after they
+// have settled and counted), never after a later
 // failure of its own instance (an instance's outcomes keep their order);
 // len(trace) when there is none. With late 0 it is where a synchronous
 // breaker trips.
@@ -209,11 +212,12 @@ func earliestRun(trace []traceStep, n, late int) int {
 // trace with them. A batch that a slow machine delivers later than its
 // flush interval moves the decision (see FlushInfo.Age): the tolerance adds
 // the lateness the batches really had, measured, once for settling and
-// once for the look that trips. A batch later than its settling time (the
-// machine stalled in a way the process had not seen yet) may let a success
-// arrive after the failures around it have settled; it then no longer
+// once for the look that trips. A success whose batch was longer on its
+// way than the next failure's may be placed after that failure, and one
+// later than its settling time (a stall the process had not seen yet)
+// arrives after the failures around it have settled: it then no longer
 // splits them, and the breaker may trip on an earlier run than a
-// synchronous one: the tolerance allows the runs such late successes could
+// synchronous one. The tolerance allows the runs such late successes could
 // join.
 func TestDecisionParity(t *testing.T) {
 	const (
