@@ -164,14 +164,13 @@ func recordedTrace(seed int64, n int) []traceStep {
 }
 
 // earliestRun returns the first outcome of trace that ends n failures in a
-// row when a success may be ordered up to late outcomes after it happened
-// (Redis places outcomes at their batch's arrival less their age, so a
-// batch longer on its way than the next one's moves its success after
-// their failures; a batch later than its settling time arrives after they
-// have settled and counted), never after a later
-// failure of its own instance (an instance's outcomes keep their order);
-// len(trace) when there is none. With late 0 it is where a synchronous
-// breaker trips.
+// row when a success may be ordered up to late outcomes after it happened,
+// though never after a later failure of its own instance (an instance's
+// outcomes keep their order); len(trace) when there is none. With late 0
+// it is where a synchronous breaker trips. (Redis places outcomes at their
+// batch's arrival less their age: a batch longer on its way than the next
+// one's moves its success after their failures, and a batch later than
+// its settling time arrives after they have settled and counted.)
 func earliestRun(trace []traceStep, n, late int) int {
 	var fails []int
 	for e, step := range trace {
