@@ -315,8 +315,10 @@ func TestDecisionParity(t *testing.T) {
 			// outcomes after they happened.
 			earliest := sync - perFlush - slack
 			if s.ConsecutiveFailures != breaker.Off {
-				if got := earliestRun(trace, int(s.ConsecutiveFailures), 0); got != sync {
-					t.Fatalf("the trace's first run of %d failures ends at outcome %d; the synchronous breaker tripped at %d", s.ConsecutiveFailures, got, sync)
+				// (a synchronous trip is heard at its failure, or a little
+				// later on a loaded machine, never before it)
+				if first := earliestRun(trace, int(s.ConsecutiveFailures), 0); sync < first {
+					t.Fatalf("the trace's first run of %d failures ends at outcome %d; the synchronous breaker tripped at %d", s.ConsecutiveFailures, first, sync)
 				}
 				earliest = min(earliest, earliestRun(trace, int(s.ConsecutiveFailures), slack))
 			}
