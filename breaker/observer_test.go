@@ -198,7 +198,9 @@ func TestObserverSeesHowLateABatchIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := time.Now()
-	call(a, nil)
+	if err := call(a, nil); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(20 * time.Millisecond)
 	waited := time.Since(first)
 	if err := a.Close(); err != nil {

@@ -322,8 +322,8 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 // settle is how late a batch of b may arrive after its outcomes: a flush
 // interval (a batch is sent a margin before its interval ends), and longer
 // while this process delivers batches later than their interval (a loaded
-// machine, a pause): by the most any batch of the process was late in the
-// last lateMemory, up to maxSettle intervals. Lateness is the process's,
+// machine, a pause): by the most any batch of the process was late
+// lately (lateBy), up to maxSettle intervals. Lateness is the process's,
 // not the breaker's: the breakers of a process share its CPU, and a batch
 // of one that arrives late reorders the outcomes of all. 0 when outcomes
 // are reported one by one.
@@ -338,35 +338,47 @@ func (b *Breaker) settle() time.Duration {
 // batches were delivered lately.
 var lateness lateBy
 
+// lateBy keeps the largest excess of the last lateMemory: the largest of
+// the current period of half of it and of the period before (so, of the
+// last lateMemory/2 at least). A large excess that ages out leaves the
+// smaller ones that came after it.
 type lateBy struct {
-	mu     sync.Mutex
-	excess time.Duration
-	at     time.Time
+	mu        sync.Mutex
+	start     time.Time     // when the current period began
+	cur, prev time.Duration // the largest excess of the current period and of the one before
+}
+
+// roll moves l to the period that holds now; the caller holds mu.
+func (l *lateBy) roll(now time.Time) {
+	const period = lateMemory / 2
+	switch d := now.Sub(l.start); {
+	case d >= 2*period:
+		l.start, l.cur, l.prev = now, 0, 0
+	case d >= period:
+		l.start, l.cur, l.prev = l.start.Add(period), 0, l.cur
+	}
 }
 
 // delivered notes that a batch was delivered age after its first outcome,
 // with the flush interval its breaker waits.
 func (l *lateBy) delivered(age, interval time.Duration, now time.Time) {
-	x := max(0, age-interval)
 	l.mu.Lock()
-	if x >= l.excess || now.Sub(l.at) >= lateMemory {
-		l.excess, l.at = x, now
-	}
+	l.roll(now)
+	l.cur = max(l.cur, age-interval)
 	l.mu.Unlock()
 }
 
-// recent returns the excess of the last lateMemory.
+// recent returns the largest excess of the last lateMemory.
 func (l *lateBy) recent(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.at) >= lateMemory {
-		return 0
-	}
-	return l.excess
+	l.roll(now)
+	return max(l.cur, l.prev)
 }
 
 const (
-	// lateMemory is how long a late delivery makes settle longer.
+	// lateMemory is how long a late delivery makes settle longer (half of
+	// it at least).
 	lateMemory = 2 * time.Second
 	// maxSettle bounds settle, in flush intervals.
 	maxSettle = 10

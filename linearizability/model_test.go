@@ -422,9 +422,8 @@ func (e *exec) record() (output, bool) {
 		if s.st == "closed" && p.consecutive > 0 && s.rn > 0 && (in.gen == 0 || in.gen >= s.fl) {
 			e.hit(hitLook)
 			r := e.newRun()
-			before := r.clone()
 			longest := r.settle()
-			e.noteSettle(before, r)
+			e.noteSettle(r)
 			e.save(r)
 			if why := e.tripReason(longest); why == "consecutive_failures" {
 				e.hitTrip(r, hitTripLook)
@@ -524,18 +523,13 @@ func (e *exec) newRun() *streak {
 		settledAt: max(e.nowUs-b.settle, e.in.through)}
 }
 
-func (r *streak) clone() *streak {
-	c := *r
-	c.entries = append([]entry(nil), r.entries...)
-	return &c
-}
-
-func (r *streak) total() int64 {
-	total := int64(0)
-	for _, x := range r.entries {
-		total += x.n
+// total counts the failures of entries.
+func total(entries []entry) int64 {
+	n := int64(0)
+	for _, x := range entries {
+		n += x.n
 	}
-	return total
+	return n
 }
 
 func (r *streak) failures() bool {
@@ -710,9 +704,8 @@ func (e *exec) closedRun() (int64, *streak) {
 		r.add(koAt, b.ko)
 		last = koAt
 	}
-	before := r.clone()
 	longest = max(longest, r.settle())
-	e.noteSettle(before, r)
+	e.noteSettle(r)
 	e.save(r)
 	if last >= 0 && s.rn > 0 && last != floor {
 		s.tl[e.in.inst] = last
@@ -720,8 +713,9 @@ func (e *exec) closedRun() (int64, *streak) {
 	return longest, r
 }
 
-// noteSettle notes what settling the run did, for the coverage report.
-func (e *exec) noteSettle(before, r *streak) {
+// noteSettle notes what settling the run did, for the coverage report
+// (r.pre: the run before it).
+func (e *exec) noteSettle(r *streak) {
 	c := e.in.pol.consecutive
 	if r.cut {
 		if r.failures() {
@@ -739,7 +733,7 @@ func (e *exec) noteSettle(before, r *streak) {
 			}
 		}
 	}
-	if before.ri == riSeveral && before.total() >= c && c > 0 && r.longest < c {
+	if r.ri == riSeveral && total(r.pre) >= c && c > 0 && r.longest < c {
 		e.hit(hitUnsettled) // enough failures, not all of them settled yet
 	}
 }
@@ -794,7 +788,7 @@ func (e *exec) hitTrip(r *streak, h hits) {
 	case riNone:
 	case riSeveral:
 		e.hit(hitTripSeveral)
-		b := r.clone()
+		b := *r
 		b.entries = append([]entry(nil), r.pre...)
 		b.settledAt = e.nowUs - e.in.batch.settle
 		if b.settle() < c && r.longest >= c {

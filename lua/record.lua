@@ -220,8 +220,7 @@ elseif ST.st == 'closed' then
     -- Redis's clock did meanwhile (it stands still in tests; it may be set
     -- back). A value that is not a time is no floor: it is written anew.
     local t_field = 't.' .. INSTANCE
-    local floor = math.min(tonumber(string.match(redis.call('HGET', K_STATE, t_field) or '', '^%d+$') or '0') or 0,
-      NOW_US)
+    local floor = math.min(tonumber(string.match(redis.call('HGET', K_STATE, t_field) or '', '^%d+$') or '0'), NOW_US)
     local last
     if ok > 0 then
       -- the failures before the batch's first success, then its last success
@@ -242,6 +241,7 @@ elseif ST.st == 'closed' then
     end
     longest = math.max(longest, run_settle(settled_at))
     run_save()
+    -- (only while a run is kept: with none, nothing is left to order against)
     if last and ST.rl ~= '' and last ~= floor then
       redis.call('HSET', K_STATE, t_field, string.format('%d', last))
     end

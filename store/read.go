@@ -21,8 +21,10 @@ var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
 const maxGeneration = 1 << 53
 
 // maxClockGap bounds how much later than a read's TIME a transition read
-// with it may be (ms): one pipeline's time in Redis. A state from further
-// ahead says that Redis's clock went back; it is taken as it is.
+// with it may be (ms): one pipeline's time in Redis, and on a Cluster the
+// gap between the clocks of two nodes (TIME goes to any of them). A state
+// from further ahead says that Redis's clock went back; it is taken as it
+// is.
 const maxClockGap = 1000
 
 // Read implements backend.Store. Without Request.Full it reads the state
@@ -266,8 +268,10 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (backend
 	at := num(6)
 	if at > nowMS && at-nowMS < maxClockGap {
 		// Written after TIME answered: another client's script ran between
-		// the pipeline's TIME and HMGET. Its own clock is the later one,
-		// or a trip would read as open for longer than it is.
+		// the pipeline's TIME and HMGET (or, on a Cluster, TIME came from
+		// another node, whose clock is behind). The transition's own clock
+		// is the later one, or a trip would read as open for longer than
+		// it is.
 		nowMS = at
 		r.ServerTime = time.UnixMilli(nowMS)
 	}
