@@ -143,15 +143,6 @@ func Do[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, e
 		if s.MaxElapsed > 0 && elapsed >= s.MaxElapsed {
 			return stop(ReasonElapsed)
 		}
-		if s.Budget != nil && !s.Budget.AllowRetry(ctx) {
-			if err := ctx.Err(); err != nil {
-				ev.Elapsed = s.since(start)
-				s.emit(ev)
-				return last, ctxError(s.Name, err, attempt, lastErr)
-			}
-			return stop(ReasonBudget)
-		}
-
 		b := s.backoff(attempt, prev, s.rand())
 		prev = b
 		wait := b
@@ -161,7 +152,7 @@ func Do[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, e
 		case ev.Kind == KindRateLimit:
 			wait = scale(b, s.RateLimitFactor, s.MaxDelay)
 		}
-		if s.MaxElapsed > 0 && elapsed+wait > s.MaxElapsed {
+		if s.MaxElapsed > 0 && wait > s.MaxElapsed-elapsed { // (elapsed+wait may overflow)
 			if ev.RetryAfter > 0 {
 				// The error asked for a wait that MaxElapsed cannot give:
 				// an earlier attempt would go against it.
@@ -173,6 +164,15 @@ func Do[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, e
 			// No attempt can start after the wait: say so now, with the
 			// last result, rather than sleep until the deadline.
 			return stopWaiting(ReasonDeadline, wait)
+		}
+		// The budget is asked last, so that a retry it pays for is made.
+		if s.Budget != nil && !s.Budget.AllowRetry(ctx) {
+			if err := ctx.Err(); err != nil {
+				ev.Elapsed = s.since(start)
+				s.emit(ev)
+				return last, ctxError(s.Name, err, attempt, lastErr)
+			}
+			return stop(ReasonBudget)
 		}
 		ev.WillRetry = true
 		ev.Backoff = wait
@@ -197,7 +197,12 @@ func (s *settings) askGate(ctx context.Context, start time.Time, attempt int, la
 		}
 		d, known := retryAfter(refusal)
 		elapsed := s.since(start)
-		wait := s.WaitForGate && known && elapsed+d <= s.MaxElapsed
+		wait := s.WaitForGate && known && d <= s.MaxElapsed-elapsed // (elapsed+d may overflow)
+		if deadline, ok := ctx.Deadline(); ok && wait && d >= time.Until(deadline) {
+			// No attempt can start after the wait: say so now, with the
+			// gate's refusal, rather than sleep until the deadline.
+			wait = false
+		}
 		ev := Event{
 			Name:        s.Name,
 			Attempt:     attempt,

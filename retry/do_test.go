@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -840,5 +841,102 @@ func TestDoRealClock(t *testing.T) {
 	_, err = retry.Do(ctx, p, func(context.Context) (int, error) { return 0, errConn })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do error = %v, want context.Canceled", err)
+	}
+}
+
+// A retry the budget pays for is one Do makes: a wait that does not fit in
+// MaxElapsed or before ctx's deadline stops Do before it asks the budget.
+func TestDoBudgetNotSpentOnARetryNotMade(t *testing.T) {
+	tests := []struct {
+		name    string
+		policy  retry.Policy
+		timeout time.Duration
+		reason  retry.Reason
+	}{
+		{"Retry-After past MaxElapsed", retry.Policy{MaxElapsed: time.Second}, 0, retry.ReasonElapsed},
+		{"Retry-After past ctx's deadline", retry.Policy{}, 2 * time.Second, retry.ReasonDeadline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &budget{allow: 10}
+			p := tt.policy
+			p.Budget, p.Clock = b, fakeclock.New(epoch)
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			_, err := retry.Do(ctx, p, func(context.Context) (int, error) {
+				return 0, &retry.StatusError{StatusCode: 503, RetryAfter: 5 * time.Second}
+			})
+			var re *retry.Error
+			if !errors.As(err, &re) || re.Reason != tt.reason {
+				t.Fatalf("Do error = %v, want %v", err, tt.reason)
+			}
+			if b.requests != 1 || b.asks != 0 || b.allow != 10 {
+				t.Errorf("OnRequest=%d AllowRetry=%d (%d of 10 left), want 1 request and no retry asked for", b.requests, b.asks, b.allow)
+			}
+		})
+	}
+}
+
+// MaxDelay as large as a Duration goes ("no cap") and a wait as large
+// (a Retry-After far in the future, a gate that opens in ages): MaxElapsed
+// still stops Do at once, without an overflow that would make it sleep.
+func TestDoHugeWaitsStillEndAtMaxElapsed(t *testing.T) {
+	const forever = time.Duration(math.MaxInt64)
+	clk := fakeclock.New(epoch)
+	calls := 0
+	slow := func(context.Context) (int, error) { // an attempt takes 10ms
+		calls++
+		clk.Advance(10 * time.Millisecond)
+		return 0, &retry.StatusError{StatusCode: 503, RetryAfter: forever}
+	}
+	r := finish(t, start(context.Background(), retry.Policy{MaxDelay: forever, MaxElapsed: time.Second, MaxAttempts: 5, Clock: clk}, slow))
+	var re *retry.Error
+	if !errors.As(r.err, &re) || re.Reason != retry.ReasonElapsed || calls != 1 {
+		t.Errorf("Retry-After of %v: Do = %v after %d calls, want ReasonElapsed after 1", forever, r.err, calls)
+	}
+
+	calls = 0
+	g := slowGate{clk, &openError{forever}} // a check takes 10ms
+	r = finish(t, start(context.Background(), retry.Policy{Gate: g, WaitForGate: true, MaxElapsed: time.Second, Clock: clk},
+		func(context.Context) (int, error) { calls++; return 0, nil }))
+	if !errors.As(r.err, &re) || re.Reason != retry.ReasonGate || !errors.Is(r.err, errOpen) || calls != 0 {
+		t.Errorf("gate open for %v: Do = %v after %d calls, want ReasonGate matching the gate's error, no call", forever, r.err, calls)
+	}
+}
+
+// slowGate refuses with err after 10ms on clk.
+type slowGate struct {
+	clk *fakeclock.Clock
+	err error
+}
+
+func (g slowGate) Check(context.Context) error {
+	g.clk.Advance(10 * time.Millisecond)
+	return g.err
+}
+
+// WaitForGate does not sleep for a gate that opens past ctx's deadline: Do
+// returns the gate's refusal at once.
+func TestDoWaitForGatePastTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g := refusing(5 * time.Second)
+	rec := &recorder{}
+	p := retry.Policy{Gate: g, WaitForGate: true, MaxElapsed: time.Minute, Clock: fakeclock.New(epoch), OnEvent: rec.on}
+	_, err := retry.Do(ctx, p, func(context.Context) (int, error) { return 1, nil })
+	var re *retry.Error
+	if !errors.As(err, &re) || re.Reason != retry.ReasonGate || re.RetryAfter != 5*time.Second ||
+		!errors.Is(err, errOpen) || !errors.Is(err, retry.ErrExhausted) {
+		t.Fatalf("Do error = %#v, want ReasonGate matching the gate's error and ErrExhausted, RetryAfter 5s", err)
+	}
+	if g.checks != 1 {
+		t.Errorf("gate asked %d times, want 1", g.checks)
+	}
+	if evs := rec.get(); len(evs) != 1 || evs[0].WillRetry || !evs[0].GateRefused {
+		t.Errorf("events = %+v, want one gate refusal with no wait", evs)
 	}
 }

@@ -80,7 +80,7 @@ type Policy struct {
 	MaxElapsed time.Duration
 
 	// BaseDelay is the wait after the first attempt before jitter.
-	// Default DefaultBaseDelay (100ms).
+	// Default DefaultBaseDelay (100ms), or MaxDelay when that is shorter.
 	BaseDelay time.Duration
 
 	// MaxDelay caps every wait between attempts, including waits asked for
@@ -113,7 +113,8 @@ type Policy struct {
 
 	// WaitForGate makes Do wait, instead of stopping, when the Gate refuses
 	// and says (with a RetryAfter method on its error) when an attempt may
-	// start, provided that moment falls within MaxElapsed. It requires
+	// start, provided that moment falls within MaxElapsed and before ctx's
+	// deadline (otherwise Do stops at once with the gate's refusal). It requires
 	// MaxElapsed. Waits for the gate are not attempts and are not capped by
 	// MaxDelay.
 	WaitForGate bool
@@ -176,11 +177,12 @@ func (p Policy) resolve() (*settings, error) {
 	if s.MaxAttempts == 0 {
 		s.MaxAttempts = DefaultMaxAttempts
 	}
-	if s.BaseDelay == 0 {
-		s.BaseDelay = DefaultBaseDelay
-	}
 	if s.MaxDelay == 0 {
 		s.MaxDelay = DefaultMaxDelay
+	}
+	if s.BaseDelay == 0 {
+		// A MaxDelay below the default BaseDelay caps it too.
+		s.BaseDelay = min(DefaultBaseDelay, s.MaxDelay)
 	}
 	if s.BaseDelay > s.MaxDelay {
 		return bad("BaseDelay", s.BaseDelay, "exceeds MaxDelay "+s.MaxDelay.String())

@@ -19,6 +19,7 @@ func TestValidate(t *testing.T) {
 			Multiplier: 1.5, Jitter: JitterDecorrelated, RateLimitFactor: 2, WaitForGate: true}, ""},
 		{"multiplier 1", Policy{Multiplier: 1}, ""},
 		{"base equals max", Policy{BaseDelay: time.Second, MaxDelay: time.Second}, ""},
+		{"MaxDelay alone below the default BaseDelay", Policy{MaxDelay: 50 * time.Millisecond}, ""},
 		{"negative MaxAttempts", Policy{MaxAttempts: -1}, "MaxAttempts"},
 		{"negative MaxElapsed", Policy{MaxElapsed: -time.Second}, "MaxElapsed"},
 		{"negative BaseDelay", Policy{BaseDelay: -1}, "BaseDelay"},
@@ -70,6 +71,13 @@ func TestResolveDefaults(t *testing.T) {
 	}
 	if s.retryable == nil || s.rand == nil {
 		t.Error("default Retryable or Rand not set")
+	}
+}
+
+func TestResolveShortMaxDelayCapsTheDefaultBaseDelay(t *testing.T) {
+	s := mustResolve(t, Policy{MaxDelay: 50 * time.Millisecond})
+	if s.BaseDelay != 50*time.Millisecond || s.MaxDelay != 50*time.Millisecond {
+		t.Errorf("BaseDelay=%v MaxDelay=%v, want 50ms 50ms", s.BaseDelay, s.MaxDelay)
 	}
 }
 

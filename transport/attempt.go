@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 
@@ -61,9 +62,16 @@ func (rt *roundTrip) try(ctx context.Context) (*http.Response, error) {
 		closeBody(r)
 		return nil, retry.Permanent(err)
 	}
-	resp, err := rt.send(ctx, r)
+	resp, sent, err := rt.send(ctx, r)
 	var se *retry.StatusError
 	switch {
+	case err != nil && !sent:
+		// The request never left this process (an invalid header, an
+		// unsupported scheme, a bad proxy setting, a context that was
+		// already done): the error is the request's, not the host's. It
+		// says nothing of the host and the next attempt meets it again.
+		permit.Done(ctx, breaker.Ignore(err))
+		return nil, retry.Permanent(err)
 	case err != nil:
 		permit.Done(ctx, err)
 	default:
@@ -140,12 +148,29 @@ func (rt *roundTrip) result(resp *http.Response, err error) (*http.Response, err
 	return nil, err
 }
 
-// send makes one attempt, bounded by AttemptTimeout until its headers arrive.
-func (rt *roundTrip) send(ctx context.Context, r *http.Request) (*http.Response, error) {
+// send makes one attempt, bounded by AttemptTimeout until its headers
+// arrive. sent is false when an *http.Transport returned an error before it
+// asked for a connection: the request never left the process (other base
+// transports are taken to have sent it).
+func (rt *roundTrip) send(ctx context.Context, r *http.Request) (resp *http.Response, sent bool, err error) {
+	sent = true
+	if _, ok := rt.t.base.(*http.Transport); ok {
+		var asked atomic.Bool
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GetConn: func(string) { asked.Store(true) }})
+		r = r.WithContext(ctx)
+		defer func() { sent = err == nil || asked.Load() }()
+	}
 	d := rt.t.attemptTimeout
 	if d <= 0 {
-		return rt.t.base.RoundTrip(r)
+		resp, err = rt.t.base.RoundTrip(r)
+		return resp, sent, err
 	}
+	resp, err = rt.sendWithin(ctx, r, d)
+	return resp, sent, err
+}
+
+// sendWithin makes one attempt whose headers must arrive within d.
+func (rt *roundTrip) sendWithin(ctx context.Context, r *http.Request, d time.Duration) (*http.Response, error) {
 	actx, cancel := context.WithCancel(ctx)
 	var state atomic.Int32 // 0: running, 1: headers arrived, 2: timed out
 	stop := afterFunc(rt.clock, d, func() {
@@ -156,8 +181,14 @@ func (rt *roundTrip) send(ctx context.Context, r *http.Request) (*http.Response,
 	resp, err := rt.t.base.RoundTrip(r.WithContext(actx))
 	stop()
 	if state.CompareAndSwap(0, 1) && err == nil {
-		// The attempt's context lives as long as the response's body.
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		// The attempt's context lives as long as the response's body
+		// (a 101 Switching Protocols body is the connection, and writable).
+		body := &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		if w, ok := resp.Body.(io.Writer); ok {
+			resp.Body = &cancelOnCloseWriter{body, w}
+		} else {
+			resp.Body = body
+		}
 		return resp, nil
 	}
 	cancel()
@@ -218,6 +249,15 @@ func (b *cancelOnClose) Close() error {
 	b.cancel()
 	return err
 }
+
+// cancelOnCloseWriter is a cancelOnClose whose body is writable too, as a
+// 101 Switching Protocols response's is.
+type cancelOnCloseWriter struct {
+	*cancelOnClose
+	w io.Writer
+}
+
+func (b *cancelOnCloseWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // timeoutError is the error of a request whose deadline (such as
 // http.Client.Timeout) ended it. Like net/http's own, it says Timeout, so

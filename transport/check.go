@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/breakwater-go/breakwater/retry"
@@ -55,4 +56,71 @@ func retryableCheck(retryable func(error) bool) func(context.Context, *http.Resp
 		}
 		return false, nil
 	}
+}
+
+// invalid returns an error matching ErrInvalidRequest when req cannot be
+// sent as it is: its method is not a token, or a header or trailer has a
+// name that is not a token or a value with a control character (a CR or
+// LF, say) other than a tab. These are net/http's own checks, made before
+// the breaker is asked: they are the request's bugs, not the host's, so no
+// attempt is made and nothing is counted.
+func invalid(req *http.Request) error {
+	if req.Method != "" && !token(req.Method) {
+		return fmt.Errorf("%w: method %q is not a token", ErrInvalidRequest, req.Method)
+	}
+	fields := [...]struct {
+		what string
+		h    http.Header
+	}{{"header", req.Header}, {"trailer", req.Trailer}}
+	for _, f := range fields {
+		what := f.what
+		for name, values := range f.h {
+			if !token(name) {
+				return fmt.Errorf("%w: %s name %q is not a token", ErrInvalidRequest, what, name)
+			}
+			for _, v := range values {
+				if !fieldValue(v) {
+					return fmt.Errorf("%w: %s %q has a control character in its value", ErrInvalidRequest, what, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// token reports whether s is an RFC 9110 token (a method, a field name).
+func token(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c < 0x80 && c > ' ' && c != 0x7f && !isDelimiter(c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isDelimiter reports whether c is one of RFC 9110's delimiters, which a
+// token may not hold.
+func isDelimiter(c byte) bool {
+	switch c {
+	case '"', '(', ')', ',', '/', ':', ';', '<', '=', '>', '?', '@', '[', '\\', ']', '{', '}':
+		return true
+	}
+	return false
+}
+
+// fieldValue reports whether v holds no control character but a tab.
+func fieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -28,7 +28,11 @@
 // Many Requests not at all (Options.CountRateLimits counts it), since a host
 // that paces one caller is not down for the fleet. While the breaker is
 // open, a request makes no attempt at all and fails at once with an error
-// matching breaker.ErrOpen.
+// matching breaker.ErrOpen. A request that never leaves the process says
+// nothing of its host and is not counted: one with an invalid method,
+// header or trailer fails at once with ErrInvalidRequest, and an error that
+// an *http.Transport base returns before it asks for a connection (an
+// unsupported scheme, say) is neither counted nor retried.
 //
 // # Retries
 //

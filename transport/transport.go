@@ -15,6 +15,11 @@ import (
 // ErrInvalidOptions is matched by the errors of New for bad Options.
 var ErrInvalidOptions = errors.New("transport: invalid options")
 
+// ErrInvalidRequest is matched by the error of a request that no server
+// could be sent: an invalid method, header or trailer. Such a request makes
+// no attempt and is not counted by its host's breaker.
+var ErrInvalidRequest = errors.New("transport: invalid request")
+
 // Options configure a Transport. Store is required; the zero value of every
 // other field means its default.
 type Options struct {
@@ -219,6 +224,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("transport: request has no URL")
+	}
+	if err := invalid(req); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	br, release, err := t.group.Hold(t.name(req))
 	if err != nil {

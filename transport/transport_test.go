@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -968,4 +969,126 @@ func (r *readWaiter) StoreCalled(c breaker.StoreCall) {
 	if c.Op == "read" && c.Err == nil {
 		r.once.Do(func() { close(r.first) })
 	}
+}
+
+// A request that no server could be sent (a CR LF in a header, say) is the
+// caller's bug, not the host's: it fails at once with ErrInvalidRequest,
+// makes no attempt and counts nothing, so it cannot open the host's breaker
+// for the fleet.
+func TestRoundTripRefusesAnInvalidRequest(t *testing.T) {
+	srv := newServer(t, status(200))
+	tr, rec := newTransport(t, nil, transport.Options{Settings: breaker.Settings{ConsecutiveFailures: 2}})
+	bad := map[string]func(r *http.Request){
+		"CR LF in a header value": func(r *http.Request) { r.Header.Set("X-Token", "abc\r\ndef") },
+		"space in a header name":  func(r *http.Request) { r.Header["Bad Name"] = []string{"x"} },
+		"space in the method":     func(r *http.Request) { r.Method = "GET ME" },
+		"NUL in a trailer":        func(r *http.Request) { r.Trailer = http.Header{"X-Sum": {"a\x00"}} },
+	}
+	for name, spoil := range bad {
+		for i := 0; i < 3; i++ {
+			req, _ := http.NewRequest("GET", srv.URL, nil)
+			spoil(req)
+			resp, err := tr.RoundTrip(req)
+			if resp != nil || !errors.Is(err, transport.ErrInvalidRequest) {
+				t.Fatalf("%s: RoundTrip = %v, %v; want no response and an error matching ErrInvalidRequest", name, resp, err)
+			}
+		}
+	}
+	if n := rec.attempts.Load(); n != 0 || srv.hits.Load() != 0 {
+		t.Errorf("%d attempts, %d requests at the server; want none", n, srv.hits.Load())
+	}
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("a valid request after the invalid ones: %v", err)
+	}
+	resp.Body.Close()
+	if c := counts(t, tr, srv.host()); c.Failures != 0 || c.Successes != 1 {
+		t.Errorf("counts = %+v, want the valid request's success alone", c)
+	}
+}
+
+// An error that an *http.Transport returns before it asks for a connection
+// (here an unsupported scheme) says nothing of the host: it is neither
+// counted nor retried.
+func TestRoundTripCountsNothingThatNeverLeft(t *testing.T) {
+	srv := newServer(t, status(200))
+	var attempts atomic.Int64
+	tr := plainTransport(t, transport.Options{
+		Settings: breaker.Settings{ConsecutiveFailures: 2},
+		Retry: retry.Policy{MaxAttempts: 3, BaseDelay: 100 * time.Microsecond, OnEvent: func(retry.Event) {
+			attempts.Add(1)
+		}},
+	})
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("GET", "ftp://"+srv.host()+"/", nil)
+		if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "unsupported protocol scheme") {
+			t.Fatalf("ftp request: %v, want net/http's unsupported protocol scheme", err)
+		}
+	}
+	if n := attempts.Load(); n != 3 {
+		t.Errorf("%d attempts for 3 requests, want 3 (no retry)", n)
+	}
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("a valid request after the ftp ones: %v", err)
+	}
+	resp.Body.Close()
+	if c := counts(t, tr, srv.host()); c.Failures != 0 || c.Successes != 1 {
+		t.Errorf("counts = %+v, want the valid request's success alone", c)
+	}
+}
+
+// A 101 Switching Protocols response's body is the connection, writable, as
+// net/http promises, with AttemptTimeout too.
+func TestRoundTripKeepsAnUpgradedBodyWritable(t *testing.T) {
+	srv := newServer(t, func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo: " + line)
+		brw.Flush()
+	})
+	for _, d := range []time.Duration{0, time.Minute} {
+		tr := plainTransport(t, transport.Options{AttemptTimeout: d})
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "echo")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw, ok := resp.Body.(io.ReadWriteCloser)
+		if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+			t.Fatalf("AttemptTimeout %v: status %d, body %T; want 101 and an io.ReadWriteCloser", d, resp.StatusCode, resp.Body)
+		}
+		if _, err := rw.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(rw).ReadString('\n'); line != "echo: hello\n" {
+			t.Errorf("AttemptTimeout %v: read %q through the upgraded body, want the echo", d, line)
+		}
+		rw.Close()
+	}
+}
+
+// plainTransport makes a transport with opts on a fresh store, whose Base is
+// an *http.Transport of its own.
+func plainTransport(t *testing.T, opts transport.Options) *transport.Transport {
+	t.Helper()
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	opts.Store, opts.Base = newStore(t), base
+	tr, err := transport.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
