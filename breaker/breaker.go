@@ -428,7 +428,9 @@ func DefaultClassify(ctx context.Context, err error) Outcome {
 
 // Execute runs fn under b when b admits it, reports its outcome, and returns
 // what fn returned. When b rejects the call, fn does not run and the error
-// matches ErrOpen. A panic in fn counts as a failure and is re-raised.
+// matches ErrOpen. A panic in fn counts as a failure and is re-raised. A
+// runtime.Goexit in fn (t.FailNow in a test) counts as a failure too and
+// goes on as it is: it does not become a panic.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	p, err := b.Allow(ctx)
 	if err != nil {
@@ -438,9 +440,15 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 	finished := false
 	defer func() {
 		if !finished {
+			// fn panicked, or called runtime.Goexit (t.FailNow in a
+			// test): the call failed either way. A panic goes on; so
+			// does Goexit, which recover does not stop (it returns nil,
+			// and a panic(nil) recovers as a *runtime.PanicNilError).
 			r := recover()
 			b.done(ctx, &p, Failure)
-			panic(r)
+			if r != nil {
+				panic(r)
+			}
 		}
 	}()
 	v, err := fn(ctx)
