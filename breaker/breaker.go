@@ -158,14 +158,15 @@ func (p Permit) Probe() bool { return p.lease != "" }
 // Allow asks whether a call may run now. When it may, it returns a Permit
 // whose Done must be called with the call's error; when it may not, an
 // error matching ErrOpen (an *OpenError saying when the next probe is due),
-// ErrClosed after Close, or ctx's error.
+// ErrClosed after Close, or ctx's error: a ctx already done gets its error
+// and no permit, whatever the state (as Check does).
 //
 // A closed breaker admits calls from this instance's view without I/O or
 // locks; an open one rejects them until the next probe is due; a half-open
 // one asks the store, which grants the fleet's probe leases.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	v := b.v.Load()
-	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closed.Load() {
+	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closed.Load() && ctx.Err() == nil {
 		p := Permit{b: b, gen: v.gen}
 		if b.s.SlowCallDuration > 0 {
 			p.start = b.clock.Now()
@@ -180,6 +181,9 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 }
 
 func (b *Breaker) allowSlow(ctx context.Context, v view) (Permit, error) {
+	if err := ctx.Err(); err != nil {
+		return Permit{}, err // as Check: a caller gone gets no call
+	}
 	now := b.clock.Now()
 	switch {
 	case b.closed.Load():

@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 
@@ -52,5 +53,40 @@ func TestExecutePanicNil(t *testing.T) {
 	}()
 	if got := snapshot(t, b).Counts.TotalFailures; got != 1 {
 		t.Errorf("TotalFailures = %d, want 1", got)
+	}
+}
+
+// TestDoneContextGetsNoCall: a ctx already done gets its error and no call,
+// whether the view is still unknown (the first call) or known closed, as
+// Check does.
+func TestDoneContextGetsNoCall(t *testing.T) {
+	srv := redistest.Start(t)
+	b := mustNew(t, "cancelled", realStore(t, srv), breaker.Settings{Reporting: breaker.ReportSync})
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	try := func(when string) {
+		t.Helper()
+		ran := false
+		_, err := breaker.Execute(cancelled, b, func(context.Context) (int, error) { ran = true; return 0, nil })
+		if !errors.Is(err, context.Canceled) || ran {
+			t.Errorf("%s: Execute with a cancelled ctx: err %v, fn ran %v; want context.Canceled and no call", when, err, ran)
+		}
+		if _, err := b.Allow(cancelled); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Allow with a cancelled ctx: %v, want context.Canceled", when, err)
+		}
+		if err := b.Check(cancelled); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Check with a cancelled ctx: %v, want context.Canceled", when, err)
+		}
+	}
+	try("state unknown")
+	if err := call(b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.State(); s != breaker.Closed {
+		t.Fatalf("state %v, want closed", s)
+	}
+	try("known closed")
+	if got := snapshot(t, b).Counts.TotalSuccesses; got != 1 {
+		t.Errorf("TotalSuccesses = %d, want 1: calls refused for their ctx count nothing", got)
 	}
 }
