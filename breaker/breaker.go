@@ -166,7 +166,7 @@ func (p Permit) Probe() bool { return p.lease != "" }
 // one asks the store, which grants the fleet's probe leases.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	v := b.v.Load()
-	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closed.Load() && ctx.Err() == nil {
+	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closing.Load() && ctx.Err() == nil {
 		p := Permit{b: b, gen: v.gen}
 		if b.s.SlowCallDuration > 0 {
 			p.start = b.clock.Now()
@@ -186,7 +186,7 @@ func (b *Breaker) allowSlow(ctx context.Context, v view) (Permit, error) {
 	}
 	now := b.clock.Now()
 	switch {
-	case b.closed.Load():
+	case b.closing.Load():
 		return Permit{}, ErrClosed
 	case b.degraded.Load():
 		return b.allowLocally(v, now)
@@ -265,7 +265,7 @@ func (b *Breaker) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if b.closed.Load() {
+	if b.closing.Load() {
 		return ErrClosed
 	}
 	v := b.view()
@@ -638,8 +638,9 @@ const closeFlushTimeout = 5 * time.Second
 // Close delivers the outcomes this instance has not reported yet (one
 // attempt, of at most a few seconds; call Flush first to choose the bound), stops
 // following the shared state and releases the breaker. The shared state is
-// untouched. Later calls of every method return ErrClosed. A call that
-// ends while Close runs has its outcome delivered with the others, or
+// untouched. Later calls of every method return ErrClosed; Allow, Check
+// and Execute do so as soon as Close begins, so that traffic does not keep
+// Close delivering. A call that ends while Close runs has its outcome delivered with the others, or
 // Close's error counts it as not delivered; Done after Close returns at
 // once and delivers nothing (nor does a Done waiting for the store when
 // the breaker is released: it returns then). Close may be called again, or
