@@ -39,7 +39,9 @@ type Breaker struct {
 	cell     atomic.Pointer[cell] // outcomes of the view's generation
 	degraded atomic.Bool          // the store is unreachable: decide locally
 	closed   atomic.Bool
-	events   eventQueue // events on their way to the listeners; the local breaker's state
+	closing  atomic.Bool   // Close has begun
+	gone     chan struct{} // closed once Close has released the breaker
+	events   eventQueue    // events on their way to the listeners; the local breaker's state
 
 	// hub state, guarded by the hub's mutex
 	queued   atomic.Bool // in the hub's flush queue (set under the hub's mutex; read without it)
@@ -105,6 +107,7 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 		listeners: map[int]func(Event){},
 		heapIdx:   -1,
 		refIdx:    -1,
+		gone:      make(chan struct{}),
 	}
 	b.fallback = newFallback(s, b.localChanged)
 	b.v.Store(&view{})
@@ -155,14 +158,15 @@ func (p Permit) Probe() bool { return p.lease != "" }
 // Allow asks whether a call may run now. When it may, it returns a Permit
 // whose Done must be called with the call's error; when it may not, an
 // error matching ErrOpen (an *OpenError saying when the next probe is due),
-// ErrClosed after Close, or ctx's error.
+// ErrClosed after Close, or ctx's error: a ctx already done gets its error
+// and no permit, whatever the state (as Check does).
 //
 // A closed breaker admits calls from this instance's view without I/O or
 // locks; an open one rejects them until the next probe is due; a half-open
 // one asks the store, which grants the fleet's probe leases.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	v := b.v.Load()
-	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closed.Load() {
+	if v.known && (v.state == Closed || v.state == Disabled) && !b.degraded.Load() && !b.closing.Load() && ctx.Err() == nil {
 		p := Permit{b: b, gen: v.gen}
 		if b.s.SlowCallDuration > 0 {
 			p.start = b.clock.Now()
@@ -177,9 +181,12 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 }
 
 func (b *Breaker) allowSlow(ctx context.Context, v view) (Permit, error) {
+	if err := ctx.Err(); err != nil {
+		return Permit{}, err // as Check: a caller gone gets no call
+	}
 	now := b.clock.Now()
 	switch {
-	case b.closed.Load():
+	case b.closing.Load():
 		return Permit{}, ErrClosed
 	case b.degraded.Load():
 		return b.allowLocally(v, now)
@@ -258,7 +265,7 @@ func (b *Breaker) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if b.closed.Load() {
+	if b.closing.Load() {
 		return ErrClosed
 	}
 	v := b.view()
@@ -283,7 +290,8 @@ func (b *Breaker) check(ctx context.Context) error {
 // consecutive-failures policy) and a probe's result are reported at once,
 // and Done returns when the store has counted them or failed to, so that
 // the next call sees their effect. With ReportSync every outcome is
-// reported so. ctx's cancellation does not stop the report.
+// reported so. ctx's cancellation does not stop the report. Done never
+// waits past the breaker's Close (see Close).
 func (p Permit) Done(ctx context.Context, err error) {
 	if p.b == nil {
 		return
@@ -302,6 +310,11 @@ func (b *Breaker) done(ctx context.Context, p *Permit, o Outcome) {
 	}
 	if b.s.Observer != nil {
 		b.ended(p, o, slow, b.clock.Now())
+	}
+	if b.closed.Load() {
+		// Close has delivered what had ended before it; nothing reports
+		// for b any more.
+		return
 	}
 	fed := false // given to the fallback one by one, not to be given again with its batch
 	if b.degraded.Load() {
@@ -364,11 +377,13 @@ func (b *Breaker) flushAndWait() {
 }
 
 // wait waits for ch, at most a few store timeouts: a report that could not
-// be delivered stays pending, and Done returns.
+// be delivered stays pending, and Done returns. It also returns once b is
+// closed: nothing reports for a closed breaker.
 func (b *Breaker) wait(ch chan struct{}) {
 	select {
 	case <-ch:
 	case <-b.hub.done:
+	case <-b.gone:
 	}
 }
 
@@ -417,7 +432,9 @@ func DefaultClassify(ctx context.Context, err error) Outcome {
 
 // Execute runs fn under b when b admits it, reports its outcome, and returns
 // what fn returned. When b rejects the call, fn does not run and the error
-// matches ErrOpen. A panic in fn counts as a failure and is re-raised.
+// matches ErrOpen. A panic in fn counts as a failure and is re-raised. A
+// runtime.Goexit in fn (t.FailNow in a test) counts as a failure too and
+// goes on as it is: it does not become a panic.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	p, err := b.Allow(ctx)
 	if err != nil {
@@ -427,9 +444,15 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 	finished := false
 	defer func() {
 		if !finished {
+			// fn panicked, or called runtime.Goexit (t.FailNow in a
+			// test): the call failed either way. A panic goes on; so
+			// does Goexit, which recover does not stop (it returns nil,
+			// and a panic(nil) recovers as a *runtime.PanicNilError).
 			r := recover()
 			b.done(ctx, &p, Failure)
-			panic(r)
+			if r != nil {
+				panic(r)
+			}
 		}
 	}()
 	v, err := fn(ctx)
@@ -509,6 +532,8 @@ func (b *Breaker) flushAll(ctx context.Context, once bool) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("breaker %q: flush: %w", b.name, ctx.Err())
+		case <-b.gone:
+			return b.flushedBeforeClose()
 		}
 		if !b.degraded.Load() {
 			continue
@@ -525,9 +550,23 @@ func (b *Breaker) flushAll(ctx context.Context, once bool) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("breaker %q: flush: store unreachable: %w", b.name, ctx.Err())
+		case <-b.gone:
+			return b.flushedBeforeClose()
 		case <-time.After(retryDelay):
 		}
 	}
+}
+
+// flushedBeforeClose is a Flush's result when b was closed meanwhile: nil
+// when Close delivered everything, else an error matching ErrClosed.
+func (b *Breaker) flushedBeforeClose() error {
+	b.mu.Lock()
+	pending := b.pendingLocked()
+	b.mu.Unlock()
+	if pending {
+		return fmt.Errorf("breaker %q: flush: %w", b.name, ErrClosed)
+	}
+	return nil
 }
 
 // ForceOpen holds the breaker open for the whole fleet until ForceClose or Reset.
@@ -599,22 +638,39 @@ const closeFlushTimeout = 5 * time.Second
 // Close delivers the outcomes this instance has not reported yet (one
 // attempt, of at most a few seconds; call Flush first to choose the bound), stops
 // following the shared state and releases the breaker. The shared state is
-// untouched. Later calls of every method return ErrClosed.
+// untouched. Later calls of every method return ErrClosed; Allow, Check
+// and Execute do so as soon as Close begins, so that traffic does not keep
+// Close delivering. A call that ends while Close runs has its outcome delivered with the others, or
+// Close's error counts it as not delivered; Done after Close returns at
+// once and delivers nothing (nor does a Done waiting for the store when
+// the breaker is released: it returns then). Close may be called again, or
+// concurrently: those calls return nil once the breaker is released.
 func (b *Breaker) Close() error {
-	if b.closed.Load() {
+	if !b.closing.CompareAndSwap(false, true) {
+		<-b.gone // another Close releases b
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
 	err := b.flushAll(ctx, true)
 	cancel()
-	if !b.closed.CompareAndSwap(false, true) {
-		return nil
-	}
+	b.closed.Store(true)
 	b.unwatch()
 	b.hub.leave(b)
+	// Outcomes of calls that ended while Close delivered the others (a
+	// batch the hub has taken is answered still).
+	b.mu.Lock()
+	left := b.pendingCount()
+	if b.inflight != nil {
+		left -= b.inflight.batch.Len()
+	}
+	b.mu.Unlock()
+	close(b.gone)
 	b.detach()
 	if err != nil {
 		return fmt.Errorf("breaker %q: close: outcomes not delivered: %w", b.name, err)
+	}
+	if left > 0 {
+		return fmt.Errorf("breaker %q: close: %d outcomes of calls that ended during Close not delivered", b.name, left)
 	}
 	return nil
 }

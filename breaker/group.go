@@ -100,10 +100,10 @@ type entry struct {
 var errMakePanicked = errors.New("breaker: group: making the breaker panicked")
 
 // NewGroup returns a group of breakers kept in st. It returns an error
-// matching ErrInvalidSettings when st is nil, opts.Settings are invalid or
+// matching ErrInvalidSettings when st is nil (or a nil pointer), opts.Settings are invalid or
 // opts.MaxBreakers is negative. NewGroup does no I/O; Close stops it.
 func NewGroup(st Store, opts GroupOptions) (*Group, error) {
-	if st == nil {
+	if isNil(st) {
 		return nil, &SettingsError{Field: "store", Value: nil, Reason: "want a Store, such as store.New's"}
 	}
 	if err := opts.Settings.Validate(); err != nil {

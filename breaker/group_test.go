@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/store"
 )
 
 // group returns a group on a fresh store of e, with e's clock.
@@ -220,6 +221,13 @@ func TestGroupRejectsBadKeysAndSettings(t *testing.T) {
 	}
 	if _, err := breaker.NewGroup(nil, breaker.GroupOptions{}); !errors.Is(err, breaker.ErrInvalidSettings) {
 		t.Errorf("NewGroup(nil): got %v, want ErrInvalidSettings", err)
+	}
+	var typedNil *store.Store
+	if g, err := breaker.NewGroup(typedNil, breaker.GroupOptions{}); !errors.Is(err, breaker.ErrInvalidSettings) {
+		if g != nil {
+			g.Close()
+		}
+		t.Errorf("NewGroup((*store.Store)(nil)): got %v, want ErrInvalidSettings, as New gives", err)
 	}
 }
 

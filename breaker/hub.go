@@ -367,6 +367,9 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	b.mu.Unlock()
 	b.flushed(o.f, took, wall, nil)
 	b.adopt(res.Reply, now, false, 0)
+	if o.f.lease != "" {
+		b.placeFreed(res.Reply.Generation)
+	}
 	for _, ch := range o.f.waiters {
 		close(ch)
 	}

@@ -116,8 +116,8 @@ type Settings struct {
 	// Reporting says how outcomes reach the store (default ReportBatched).
 	Reporting Reporting
 	// FlushInterval is how long a batched breaker gathers outcomes before it
-	// reports them (default 5ms). Failures in the closed state and probe
-	// results are reported at once.
+	// reports them (default 5ms, at most MaxFlushInterval). Failures in the
+	// closed state and probe results are reported at once.
 	FlushInterval time.Duration
 	// MaxBatch reports a batch at once when it holds this many outcomes
 	// (default 1000).
@@ -182,6 +182,13 @@ const (
 	DefaultRefreshInterval     = 5 * time.Second
 )
 
+// MaxFlushInterval bounds Settings.FlushInterval. A batch tells the store
+// how late it may arrive (up to ten flush intervals, see ReportBatched),
+// which the store's scripts take in microseconds; the bound keeps that
+// well within their range. Intervals that long make sense only to report
+// on Flush and Close alone.
+const MaxFlushInterval = 24 * time.Hour
+
 // normalize validates s and returns it with defaults applied.
 func (s Settings) normalize() (Settings, error) {
 	bad := func(field string, value any, want string) error {
@@ -222,8 +229,8 @@ func (s Settings) normalize() (Settings, error) {
 		return s, bad("Fallback", s.Fallback, "want FallbackLocal, FallbackOpen or FallbackClosed")
 	case s.Reporting < ReportBatched || s.Reporting > ReportSync:
 		return s, bad("Reporting", s.Reporting, "want ReportBatched or ReportSync")
-	case s.FlushInterval < 0:
-		return s, bad("FlushInterval", s.FlushInterval, "want > 0, or 0 for the default")
+	case s.FlushInterval < 0 || s.FlushInterval > MaxFlushInterval:
+		return s, bad("FlushInterval", s.FlushInterval, fmt.Sprintf("want > 0 and at most %v, or 0 for the default", MaxFlushInterval))
 	case s.MaxBatch < 0 || s.MaxBatch > maxBatch:
 		return s, bad("MaxBatch", s.MaxBatch, fmt.Sprintf("want 1 to %d, or 0 for the default", maxBatch))
 	case s.RefreshInterval < 0:

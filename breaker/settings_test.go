@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,9 @@ func TestNewRejectsInvalidSettings(t *testing.T) {
 		{"negative probes", "x", breaker.Settings{MaxProbes: -1}, "MaxProbes"},
 		{"negative probe successes", "x", breaker.Settings{ProbeSuccesses: -3}, "ProbeSuccesses"},
 		{"negative lease", "x", breaker.Settings{ProbeLease: -time.Second}, "ProbeLease"},
+		{"negative flush interval", "x", breaker.Settings{FlushInterval: -time.Millisecond}, "FlushInterval"},
+		{"flush interval past its bound", "x", breaker.Settings{FlushInterval: breaker.MaxFlushInterval + 1}, "FlushInterval"},
+		{"flush interval of MaxInt64", "x", breaker.Settings{FlushInterval: math.MaxInt64}, "FlushInterval"},
 		{"unknown fallback", "x", breaker.Settings{Fallback: 7}, "Fallback"},
 		{"space in instance", "x", breaker.Settings{Instance: "pod 1"}, "Instance"},
 	}

@@ -94,6 +94,22 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 	return next
 }
 
+// placeFreed notes that the store released a probe lease of this instance
+// in generation gen: a half-open view that rejects calls locally until a
+// place may free (a call of this instance was refused while the probe
+// ran) asks the store again at the next call, which may take the place.
+func (b *Breaker) placeFreed(gen int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := b.view()
+	if !v.known || v.state != HalfOpen || v.gen != gen || v.deadline.IsZero() {
+		return
+	}
+	v.deadline = time.Time{}
+	b.v.Store(&v)
+	b.viewVersion++
+}
+
 // maxProbeWait bounds how long a half-open breaker rejects calls locally
 // before it asks the store again.
 const maxProbeWait = time.Second
