@@ -32,8 +32,9 @@ type Breaker struct {
 	clock    Clock
 	fallback *circuitbreaker.CircuitBreaker
 	hub      *hub
-	leases   atomic.Uint64
 	unwatch  func()
+	idTaken  bool      // s.Instance is b's id among the live breakers of its name on its store
+	idOnce   sync.Once // frees the id
 
 	v        atomic.Pointer[view] // the view of the shared state; never nil
 	cell     atomic.Pointer[cell] // outcomes of the view's generation
@@ -68,8 +69,7 @@ type Breaker struct {
 	settled      time.Time     // the store's time through which this instance's failures have settled
 	settledDue   time.Time     // when that is so (local time): not said to the store before
 	settledWith  time.Duration // the settling time settledDue was reckoned with
-	seq          int64
-	unreported   uint64 // outcomes that waited while the store was away
+	unreported   uint64        // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
 	nextListener int
 }
@@ -98,7 +98,10 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
+	var idTaken bool
+	s.Instance, idTaken = takeID(st, name, s.Instance)
 	b := &Breaker{
+		idTaken:   idTaken,
 		name:      name,
 		store:     st,
 		s:         s,
@@ -139,7 +142,10 @@ func newFallback(s Settings, hook circuitbreaker.StateChangeHook) *circuitbreake
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.name }
 
-// Instance returns the id this instance uses in the shared state.
+// Instance returns the id this breaker reports under in the shared state:
+// Settings.Instance, or, while another live breaker of the same name on the
+// same Store has that id, Settings.Instance followed by "#2" (or "#3", and
+// so on).
 func (b *Breaker) Instance() string { return b.s.Instance }
 
 // Permit is the admission of one call, from Allow. Report the call's end
@@ -216,7 +222,7 @@ func (b *Breaker) request() backend.Request {
 
 func (b *Breaker) acquire(ctx context.Context, now time.Time) (Permit, error) {
 	req := b.request()
-	req.Lease = b.s.Instance + "#" + strconv.FormatUint(b.leases.Add(1), 10)
+	req.Lease = b.s.Instance + "#" + strconv.FormatUint(leaseSeq.Add(1), 10)
 	rep, err := b.store.Acquire(ctx, req)
 	if err != nil {
 		// The store may still grant the lease after the call timed out;
@@ -663,7 +669,11 @@ func (b *Breaker) Close() error {
 	if b.inflight != nil {
 		left -= b.inflight.batch.Len()
 	}
+	answered := b.inflight == nil
 	b.mu.Unlock()
+	if answered {
+		b.releaseID() // else once its last report is answered
+	}
 	close(b.gone)
 	b.detach()
 	if err != nil {

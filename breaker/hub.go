@@ -358,6 +358,10 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	if b.inflight == o.f {
 		b.inflight = nil
 	}
+	if b.closed.Load() && b.inflight == nil {
+		// Closed, and its last report answered: b's id is free.
+		defer b.releaseID()
+	}
 	if o.f.batch.Len() > 0 && !o.f.failed && b.s.Reporting == ReportBatched {
 		// (a batch that waited for the store to come back says nothing
 		// about this process's pace)

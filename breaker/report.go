@@ -314,7 +314,7 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		b.settled = time.Time{}
 	}
 	b.catchUp = false
-	f.seq = b.nextSeq(now)
+	f.seq = nextSeq(now)
 	b.inflight = f
 	return f
 }
@@ -387,15 +387,6 @@ const (
 // settleMargin is how much before its flush interval ends a batch is sent,
 // for its delivery.
 const settleMargin = time.Millisecond
-
-// nextSeq returns a sequence number above every earlier one of this
-// instance for this breaker, even across restarts: it starts from the
-// clock in microseconds, and a batch takes longer than that to deliver.
-func (b *Breaker) nextSeq(now time.Time) int64 {
-	seq := max(b.seq+1, now.UnixMicro())
-	b.seq = seq
-	return seq
-}
 
 // pending reports whether outcomes wait to be reported; the caller holds mu.
 func (b *Breaker) pendingLocked() bool {

@@ -109,7 +109,11 @@ type Settings struct {
 	// FallbackLocal).
 	Fallback Fallback
 	// Instance names this instance in the shared state; it must be unique
-	// in the fleet (default: host name, process id and a random suffix).
+	// in the fleet (default: host name, process id and a random suffix,
+	// drawn for each breaker). Breakers of one name on one Store that are
+	// live at once report under ids of their own, since the store counts
+	// each instance's reports in order and once: the first as Instance, the
+	// next as Instance#2, and so on (see Breaker.Instance).
 	Instance string
 	// Clock is the local clock (default: the system clock).
 	Clock Clock

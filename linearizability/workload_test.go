@@ -416,6 +416,12 @@ func (r *run) drive(ctx context.Context, id, ops int, seed int64) {
 	in := &instance{id: id, rng: rand.New(rand.NewSource(seed)),
 		seen: make([]int64, n), seq: make([]int64, n), last: make([]*input, n), lease: make([]int64, n),
 		leaseGen: make([]int64, n), through: make([]int64, n), lookAt: make([]time.Time, n)}
+	for b := range in.seq {
+		// A breaker's sequences are its clock in µs: the store forgets
+		// an instance whose last one is older than its idle expiry (an
+		// hour at least), which never happens here.
+		in.seq[b] = r.base.UnixMicro()
+	}
 	for i := 0; i < ops && !r.failed.Load(); i++ {
 		r.op(ctx, in)
 	}
@@ -623,6 +629,9 @@ func (r *run) flush(ctx context.Context, c *instance, b int, in *input, twice bo
 func workload(t *testing.T, be executor, targets breakers, nInstances, opsPer int, seed int64) []porcupine.Operation {
 	t.Helper()
 	r := &run{t: t, backend: be, targets: targets.shared, base: time.Now(), serial: nInstances == 1}
+	for i := range r.sceneSeq {
+		r.sceneSeq[i] = r.base.UnixMicro() // sequences are clocks in µs, as a breaker's are
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup

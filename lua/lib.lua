@@ -357,8 +357,35 @@ local function catch_up()
   return nil
 end
 
+-- forget_idle drops the fields of instances that have reported nothing for
+-- the keys' idle expiry (an hour at least): q.<instance>, its last sequence
+-- (its clock's µs), and t.<instance>, its floor (Redis's µs). Every process,
+-- and every breaker a Group makes anew, reports as an instance of its own:
+-- a breaker in use for months would otherwise keep them all. (Had the
+-- breaker been idle that long, they would have expired with its keys.)
+-- (A user whose ACL lacks HGETALL or HDEL, granted before they were used
+-- here, keeps its breakers working: they then forget nothing.)
+local function forget_idle(ttl)
+  local old = NOW_US - math.max(ttl, 3600000) * 1000
+  local all = redis.pcall('HGETALL', K_STATE)
+  if type(all) ~= 'table' or all.err then return end
+  local gone = {}
+  for i = 1, #all, 2 do
+    local f = all[i]
+    local p = string.sub(f, 1, 2)
+    if (p == 'q.' or p == 't.') and f ~= SEQ_FIELD and not CH[f] then
+      local n = count(all[i + 1]) -- (a value that is not a count stays: it is an error to its instance)
+      if n ~= nil and n < old then gone[#gone + 1] = f end
+    end
+  end
+  for i = 1, #gone, 1000 do
+    redis.pcall('HDEL', K_STATE, unpack(gone, i, math.min(i + 999, #gone)))
+  end
+end
+
 -- save writes only what changed, and renews the idle expiry of the keys at
--- most once per eighth of it (and when a key is created).
+-- most once per eighth of it (and when a key is created), when it also
+-- forgets idle instances.
 local function save()
   -- sk is the breaker's key for its announcements (see reply): 40 hex
   -- digits, made when the breaker is, or when the field holds anything else.
@@ -372,7 +399,10 @@ local function save()
   if fk ~= ST.fk then set('fk', fk) end
   local ttl = P.ttl
   local renew = ttl > 0 and (CREATED or NOW - ST.ren >= ttl / 8 or ARGV[33] == '1')
-  if renew then set('ren', NOW) end
+  if renew then
+    set('ren', NOW)
+    if not CREATED then forget_idle(ttl) end
+  end
   if NCH > 0 then
     local args = {}
     for f in pairs(CH) do

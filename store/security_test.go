@@ -28,7 +28,7 @@ import (
 // and ACL" gives the same rule.
 var aclCommands = []string{
 	"evalsha", "eval", "subscribe", "ping", "type",
-	"time", "publish", "del", "pexpire", "hget", "hmget", "hset", "hlen",
+	"time", "publish", "del", "pexpire", "hget", "hmget", "hset", "hlen", "hgetall", "hdel",
 	"zadd", "zcard", "zcount", "zrange", "zrem", "zremrangebyscore",
 }
 
@@ -256,4 +256,60 @@ func drain(chans ...chan breaker.Event) []breaker.Event {
 		}
 	}
 	return out
+}
+
+// A user whose ACL was granted before the scripts forgot idle instances
+// (no HGETALL, no HDEL) keeps its breakers working: they forget nothing.
+func TestAnACLWithoutForgettingStillWorks(t *testing.T) {
+	t.Parallel()
+	const (
+		prefix   = "old-acl"
+		user     = "older"
+		password = "older-Pa55word"
+	)
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client(t)
+	var rule []interface{}
+	for _, a := range aclRule(user, password, prefix) {
+		if a != "+hgetall" && a != "+hdel" {
+			rule = append(rule, a)
+		}
+	}
+	if err := admin.Do(ctx, rule...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	for _, instance := range []string{"a", "b"} {
+		// Each store's first report renews the keys' expiry, when the
+		// script would forget idle instances.
+		st, err := store.New(srv.Client(t, func(o *redis.Options) { o.Username, o.Password = user, password }),
+			store.Options{Prefix: prefix, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		b, err := breaker.New("payments", st, breaker.Settings{Instance: instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		b.Listen(func(e breaker.Event) {
+			if e.Kind == breaker.StoreUnavailable {
+				t.Errorf("instance %s: store unavailable: %v", instance, e.Err)
+			}
+		})
+		if _, err := breaker.Execute(ctx, b, func(context.Context) (int, error) { return 0, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Flush(ctx); err != nil {
+			t.Fatalf("instance %s: Flush as a user without HGETALL and HDEL: %v", instance, err)
+		}
+		snap, err := b.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]uint64{"a": 1, "b": 2}[instance]; snap.Counts.TotalSuccesses != want || b.Decider() != breaker.DecideShared {
+			t.Errorf("instance %s: %d successes, decided by %v; want %d, by the shared state", instance, snap.Counts.TotalSuccesses, b.Decider(), want)
+		}
+	}
 }

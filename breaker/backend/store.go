@@ -69,6 +69,9 @@ type Request struct {
 	Generation int64  // Record: the generation Batch was admitted under (0: unknown)
 	// Seq orders an instance's Records (0: none). The store applies each
 	// (Instance, Seq) at most once, and none at or below a Seq it applied.
+	// It is at least the instance's clock in µs since the Unix epoch: the
+	// store forgets an instance whose last Seq is older than the keys'
+	// idle expiry (an hour at least).
 	Seq     int64
 	Batch   Batch   // Record: the outcomes
 	Command Command // Force

@@ -1,0 +1,113 @@
+package breaker_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breakwater-go/breakwater/breaker"
+	"github.com/breakwater-go/breakwater/internal/redistest"
+)
+
+// Two live breakers of one name on one Store, both given the pod's name as
+// their Instance (as a user sets it for every breaker), report under ids of
+// their own, so that the store takes neither's batches for the other's
+// duplicates: every outcome of both is counted once.
+func TestSameNameAndInstanceCountEveryOutcome(t *testing.T) {
+	srv := redistest.Start(t)
+	st := realStore(t, srv)
+	s := breaker.Settings{Instance: "pod-1"}
+	b1 := mustNew(t, "dup", st, s)
+	b2 := mustNew(t, "dup", st, s)
+	if b1.Instance() != "pod-1" || b2.Instance() != "pod-1#2" {
+		t.Fatalf("ids %q and %q, want pod-1 and pod-1#2", b1.Instance(), b2.Instance())
+	}
+	if other := mustNew(t, "other", st, s); other.Instance() != "pod-1" {
+		t.Errorf("a breaker of another name reports as %q, want pod-1", other.Instance())
+	}
+	ctx := context.Background()
+	const n = 500
+	var wg sync.WaitGroup
+	for _, b := range []*breaker.Breaker{b1, b2} {
+		wg.Add(1)
+		go func(b *breaker.Breaker) {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				if _, err := breaker.Execute(ctx, b, func(context.Context) (int, error) { return 0, nil }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(b)
+	}
+	wg.Wait()
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b3 := mustNew(t, "dup", st, s)
+	if b3.Instance() != "pod-1" {
+		t.Errorf("after both closed, a new breaker reports as %q, want pod-1 again", b3.Instance())
+	}
+	snap, err := b3.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Counts.TotalSuccesses; got != 2*n {
+		t.Errorf("TotalSuccesses = %d, want %d: every outcome of both breakers once", got, 2*n)
+	}
+}
+
+// The state hash forgets instances that reported nothing for the keys' idle
+// expiry (an hour at least) when a report renews that expiry, so that a
+// breaker in use for months does not keep every process, and every breaker
+// a Group made anew, that ever reported.
+func TestIdleInstancesAreForgotten(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	ok := func(context.Context) (int, error) { return 0, nil }
+	st := realStore(t, srv)
+	a := mustNew(t, "prune", st, breaker.Settings{Instance: "pod-a"})
+	if _, err := breaker.Execute(ctx, a, ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Client(t)
+	key := "{" + fleetPrefix(t) + ":prune}:v1:state"
+	tm, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recent := strconv.FormatInt(tm.Add(-time.Minute).UnixMicro(), 10)
+	old := strconv.FormatInt(tm.Add(-25*time.Hour).UnixMicro(), 10) // the expiry is a day
+	if err := c.HSet(ctx, key, "q.gone", old, "t.gone", old, "q.junk", "x", "q.live", recent, "t.live", recent).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Another process's store: its first report renews the keys' expiry.
+	b := mustNew(t, "prune", realStore(t, srv), breaker.Settings{Instance: "pod-b"})
+	if _, err := breaker.Execute(ctx, b, ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]bool{"q.gone": false, "t.gone": false, "q.junk": true,
+		"q.live": true, "t.live": true, "q.pod-a": true, "q.pod-b": true} {
+		if got, err := c.HExists(ctx, key, f).Result(); err != nil || got != want {
+			t.Errorf("field %s: present %v (%v), want %v", f, got, err, want)
+		}
+	}
+	snap, err := b.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Counts.TotalSuccesses != 2 {
+		t.Errorf("TotalSuccesses = %d, want 2", snap.Counts.TotalSuccesses)
+	}
+}
