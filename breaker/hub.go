@@ -355,6 +355,19 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		return
 	}
 	b.mu.Lock()
+	if res.Reply.Verdict == backend.VerdictDuplicate && !o.f.failed && o.f.seq > 0 && o.f.jumps < maxSeqJumps &&
+		b.inflight == o.f && !b.closed.Load() {
+		// A batch never sent before is no copy of one the store applied:
+		// the store holds a later sequence for this instance than this
+		// process gives (an earlier process of the same Instance on a host
+		// whose clock ran ahead). Go on above it, and send the batch again.
+		o.f.jumps++
+		raiseSeq(res.Reply.LastSeq)
+		o.f.seq = nextSeq(time.Now())
+		b.mu.Unlock()
+		b.hub.schedule(b, true, false)
+		return
+	}
 	if b.inflight == o.f {
 		b.inflight = nil
 	}

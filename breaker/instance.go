@@ -77,6 +77,20 @@ func nextSeq(now time.Time) int64 {
 	}
 }
 
+// raiseSeq makes the process's next sequence numbers exceed n.
+func raiseSeq(n int64) {
+	for {
+		last := lastSeq.Load()
+		if last >= n || lastSeq.CompareAndSwap(last, n) {
+			return
+		}
+	}
+}
+
+// maxSeqJumps bounds how often a batch goes on above a sequence that the
+// store holds for its instance (see Breaker.answer).
+const maxSeqJumps = 3
+
 // leaseSeq numbers the probe leases of this process, so that no two of
 // its breakers name a lease alike, even when one takes the id of another
 // closed before it.

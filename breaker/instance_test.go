@@ -2,13 +2,16 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/breakwater-go/breakwater/breaker"
 	"github.com/breakwater-go/breakwater/internal/redistest"
+	"github.com/breakwater-go/breakwater/store"
 )
 
 // Two live breakers of one name on one Store, both given the pod's name as
@@ -109,5 +112,93 @@ func TestIdleInstancesAreForgotten(t *testing.T) {
 	}
 	if snap.Counts.TotalSuccesses != 2 {
 		t.Errorf("TotalSuccesses = %d, want 2", snap.Counts.TotalSuccesses)
+	}
+}
+
+// A process that takes over an Instance from one whose clock ran ahead (a
+// pod restarted on another host with the same name) finds a later sequence
+// in the store than its own clock gives: its batches are no duplicates, and
+// every one counts.
+func TestASequenceAheadOfTheClockLosesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	st := realStore(t, srv)
+	first := mustNew(t, "ahead", st, breaker.Settings{Instance: "pod-0"})
+	if err := first.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Snapshot(ctx); err != nil { // the breaker's keys exist
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Client(t)
+	key := "{" + fleetPrefix(t) + ":ahead}:v1:state"
+	ahead := time.Now().Add(10 * time.Second).UnixMicro()
+	if err := c.HSet(ctx, key, "q.pod-0", ahead).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := mustNew(t, "ahead", realStore(t, srv), breaker.Settings{Instance: "pod-0", ConsecutiveFailures: 3})
+	for i := 0; i < 100; i++ {
+		if _, err := breaker.Execute(ctx, b, func(context.Context) (int, error) { return 0, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := b.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Counts.TotalSuccesses != 100 {
+		t.Fatalf("TotalSuccesses = %d, want 100: batches taken for duplicates", snap.Counts.TotalSuccesses)
+	}
+	for i := 0; i < 3; i++ {
+		p, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(ctx, errors.New("boom"))
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = b.Snapshot(ctx); err != nil || snap.State != breaker.Open {
+		t.Errorf("after 3 failures: %v, %v; want the breaker open", snap.State, err)
+	}
+}
+
+// A sequence far ahead of any clock (a value written by hand) is corrupt
+// data: reports fail with an error that names the field, never silently.
+func TestASequenceFarAheadIsCorrupt(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	st := realStore(t, srv)
+	b := mustNew(t, "far", st, breaker.Settings{Instance: "pod-0"})
+	if _, err := b.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := "{" + fleetPrefix(t) + ":far}:v1:state"
+	if err := srv.Client(t).HSet(ctx, key, "q.pod-0", int64(1)<<53-1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan breaker.Event, 16)
+	b.Listen(func(e breaker.Event) {
+		if e.Kind == breaker.StoreUnavailable {
+			events <- e
+		}
+	})
+	if _, err := breaker.Execute(ctx, b, func(context.Context) (int, error) { return 0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	select { // (the batch goes at its flush interval)
+	case e := <-events:
+		if !errors.Is(e.Err, store.ErrCorrupt) || !strings.Contains(e.Err.Error(), "q.pod-0") {
+			t.Errorf("StoreUnavailable with %v, want store.ErrCorrupt naming q.pod-0", e.Err)
+		}
+	case <-time.After(fleetWait):
+		t.Fatal("no StoreUnavailable event: the report was dropped silently")
 	}
 }

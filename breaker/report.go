@@ -175,6 +175,7 @@ type flush struct {
 	batch   backend.Batch
 	waiters []chan struct{}
 	failed  bool      // a delivery failed; counted in the breaker's unreported
+	jumps   int       // times it went on above a sequence the store held (see answer)
 	through time.Time // the store's time through which failures settled
 	// a look to make again, again after the answer: the process got later
 	// since the look was planned, and through claims only what settled

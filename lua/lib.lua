@@ -181,6 +181,9 @@ local function load_state(with_seq)
   if with_seq and v[NF + 1] then
     local n = count(v[NF + 1])
     if n == nil then return corrupt(SEQ_FIELD, 'is not an integer in [0, 2^53)') end
+    -- A sequence is its instance's clock in µs: one a day ahead of Redis's
+    -- clock would swallow that instance's batches as duplicates.
+    if n > NOW_US + 86400000000 then return corrupt(SEQ_FIELD, 'is more than a day ahead of Redis\'s clock') end
     LAST_SEQ = n
   end
   return nil

@@ -43,7 +43,8 @@
 -- instance made alone is in that instance's own order and counts at once
 -- (field ri: the instance, or '*' for several). A trip therefore comes at
 -- most a settling time after the failure that makes it.
--- Verdicts: "counted", "stale", "duplicate".
+-- Verdicts: "counted", "stale", "duplicate" (with the last sequence applied
+-- for the instance as the lease).
 
 local err = load(false, true)
 if err then return redis.error_reply(err) end
@@ -160,7 +161,10 @@ if lead > ko or trail > ko or run > ko or slow > ok + ko or (ok == 0 and (lead ~
 end
 
 if seq > 0 and seq <= LAST_SEQ then
-  return reply('duplicate', 0, '')
+  -- (with the last sequence applied, in the lease's place: an instance
+  -- whose batch was never sent before learns that the store holds a later
+  -- sequence for it than its clock gives, and goes on above it)
+  return reply('duplicate', 0, string.format('%d', LAST_SEQ))
 end
 if gen > P.known then rawset(P, 'known', gen) end
 err = catch_up()

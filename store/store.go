@@ -370,6 +370,11 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	c.TotalSlowCalls = p.uint(18)
 	c.TotalStale = p.uint(19)
 	r.Lease = p.str(20)
+	if r.Verdict == backend.VerdictDuplicate {
+		// record.lua gives the last sequence applied in the lease's place
+		r.LastSeq, _ = strconv.ParseInt(r.Lease, 10, 64)
+		r.Lease = ""
+	}
 	r.Changed = p.int(21) == 1
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)

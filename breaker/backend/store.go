@@ -131,7 +131,10 @@ type Reply struct {
 	By      string        // the instance whose request made it
 	InState time.Duration // time since the last transition
 	Lease   string        // the lease granted (VerdictProbe)
-	Changed bool          // this request made a transition
+	// LastSeq is, with VerdictDuplicate, the last Seq the store applied for
+	// the instance (0: not told).
+	LastSeq int64
+	Changed bool // this request made a transition
 	// Short is set on a store's short answer to a Record: the breaker is
 	// closed at the generation the request knew, and From, Reason, By,
 	// InState and Counts are not given (the asking instance knows them).
