@@ -79,8 +79,8 @@ func TestSignalWithRedisFrozen(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGINT to send to a process on Windows")
 	}
+	srv := redistest.Start(t) // skips or fails first when redis-server is missing
 	bin := binary(t)
-	srv := redistest.Start(t)
 	srv.Freeze()
 	t.Cleanup(srv.Thaw)
 	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGTERM} {
