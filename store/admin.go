@@ -35,7 +35,9 @@ var (
 // List walks the keyspace with SCAN, never KEYS, so that Redis keeps serving
 // while it runs: on a Cluster it scans every master, on a Ring every shard.
 // Breakers created or expiring while it runs may be listed or not. ctx
-// bounds the whole walk; Options.Timeout does not apply.
+// bounds the whole walk, whatever the client's ReadTimeout (a Redis that
+// hangs holds it until ctx is done, not longer); Options.Timeout does not
+// apply.
 func (s *Store) List(ctx context.Context, pattern string) ([]string, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
@@ -78,15 +80,17 @@ func (s *Store) List(ctx context.Context, pattern string) ([]string, error) {
 			cursor = next
 		}
 	}
-	var err error
-	switch c := s.client.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	case *redis.Ring:
-		err = c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error { return scan(ctx, shard) })
-	default:
-		err = scan(ctx, c)
-	}
+	// The walk returns when ctx is done, whatever the client's ReadTimeout;
+	// found is then left to the abandoned walk.
+	err := s.runner.bounded(ctx, func(ctx context.Context) error {
+		switch c := s.client.(type) {
+		case *redis.ClusterClient:
+			return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+		case *redis.Ring:
+			return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error { return scan(ctx, shard) })
+		}
+		return scan(ctx, s.client)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: list %q: %w", pattern, classifyAdmin(err))
 	}
@@ -193,7 +197,9 @@ const inspectChunk = 200
 // renews its expiry or changes it. A breaker whose keys hold foreign or
 // corrupt data has Status.Err set; Inspect's own error (matching
 // ErrUnavailable when Redis did not answer) means nothing could be read.
-// ctx bounds the whole call; Options.Timeout does not apply.
+// ctx bounds the whole call, whatever the client's ReadTimeout (a Redis
+// that hangs holds it until ctx is done, not longer); Options.Timeout does
+// not apply.
 func (s *Store) Inspect(ctx context.Context, opts InspectOptions, names ...string) ([]Status, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
@@ -247,8 +253,12 @@ func (s *Store) inspect(ctx context.Context, opts InspectOptions, names []string
 		}
 	}
 	// A command's own error (WRONGTYPE) is examined below; any other error
-	// means Redis did not answer.
-	_, err := pipe.Exec(ctx)
+	// means Redis did not answer. Exec returns when ctx is done, whatever
+	// the client's ReadTimeout; the replies are then left to it, unread.
+	err := s.runner.bounded(ctx, func(ctx context.Context) error {
+		_, err := pipe.Exec(ctx)
+		return err
+	})
 	var rerr redis.Error
 	if err != nil && !errors.As(err, &rerr) {
 		return nil, fmt.Errorf("store: inspect: %w", classifyAdmin(err))

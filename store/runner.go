@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakwater-go/breakwater/internal/bound"
 )
 
 // runner runs scripts the way every Redis call of the package runs: behind a
@@ -26,7 +28,7 @@ type runner struct {
 }
 
 func newRunner(client redis.UniversalClient, timeout, cooldown time.Duration, now func() time.Time) runner {
-	return runner{client: client, ctxAware: contextAware(client), timeout: timeout, cooldown: cooldown, now: now,
+	return runner{client: client, ctxAware: bound.ContextAware(client), timeout: timeout, cooldown: cooldown, now: now,
 		secrets: secrets(client), health: health{probe: newProber(client), timeout: timeout}}
 }
 
@@ -75,24 +77,10 @@ func (r *runner) call(ctx context.Context, keys []string, fn func(ctx context.Co
 }
 
 // bounded runs fn and returns by the time ctx is done, whatever the
-// client's options (see eval).
+// client's options (see bound.Call). When it returns ctx.Err(), fn may
+// still run: what it writes must not be read.
 func (r *runner) bounded(ctx context.Context, fn func(ctx context.Context) error) error {
-	if r.ctxAware {
-		return fn(ctx)
-	}
-	ch := make(chan error, 1)
-	go func() { ch <- fn(ctx) }()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		select {
-		case err := <-ch:
-			return err
-		default:
-			return ctx.Err()
-		}
-	}
+	return bound.Call(ctx, r.ctxAware, fn)
 }
 
 // eval runs script and returns by the time ctx is done. go-redis bounds a
@@ -125,19 +113,6 @@ func (r *runner) eval(ctx context.Context, script *redis.Script, keys []string, 
 			return nil, ctx.Err()
 		}
 	}
-}
-
-// contextAware reports whether client bounds socket I/O by a call's context.
-func contextAware(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
 }
 
 // isOutage tells a Redis that is away or not serving from one that answered.

@@ -23,7 +23,8 @@
 //
 //	--redis URL      the Redis of the breakers (default $REDIS_URL, else redis://localhost:6379)
 //	--prefix P       the key prefix of the breakers' store (default "breakwater")
-//	--timeout D      bounds each command's Redis calls, not watch's feed (default 10s)
+//	--timeout D      bounds each command's Redis calls, not watch's feed (default 10s),
+//	                 whatever the URL's read_timeout
 //	--color WHEN     auto (on a terminal, unless $NO_COLOR is set), always or never
 //
 // status: --json prints a JSON array instead of the table; --window and
@@ -69,4 +70,8 @@
 //	5  bad pattern
 //	6  corrupt keys: a breaker's keys hold data this layout does not know
 //	   (status lists what it can read; reset repairs them)
+//
+// A command that runs out of --timeout waiting on Redis exits with 3. SIGINT
+// and SIGTERM end any command at once, even one waiting on a Redis that
+// does not answer, with exit 1 (0 for a watch that follows the feed).
 package main

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakwater-go/breakwater/internal/bound"
 	"github.com/breakwater-go/breakwater/store"
 )
 
@@ -300,7 +301,12 @@ func (c *cli) connect(ctx context.Context) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
-	if err := c.client.Ping(pctx).Err(); err != nil {
+	// The ping returns by --timeout or a signal, whatever the URL's
+	// read_timeout; the store bounds its own calls alike.
+	err = bound.Call(pctx, bound.ContextAware(c.client), func(ctx context.Context) error {
+		return c.client.Ping(ctx).Err()
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
