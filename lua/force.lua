@@ -19,10 +19,10 @@ if action == 'reset' then
   local ok, g = pcall(redis.call, 'HGET', K_STATE, 'gen')
   local ok2, s = pcall(redis.call, 'HGET', K_STATE, 'st')
   local old = (ok and count(g)) or 0
-  if old >= MAXINT - 2 then old = 0 end
+  if old >= MAXGEN then old = 0 end
   redis.call('DEL', K_STATE, K_WIN, K_INST, K_LEASE)
   local known = count(ARGV[19]) or 0
-  if known >= MAXINT - 2 then known = 0 end
+  if known >= MAXGEN then known = 0 end
   fresh(math.max(NOW, old + 1, known + 1) - 1)
   if ok2 and s and STATES[s] then ST.st = s end
   WINDOW_ON = true

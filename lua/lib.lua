@@ -59,6 +59,10 @@ end
 local K_STATE, K_WIN, K_INST, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CHANNEL, NAME, INSTANCE = ARGV[1], ARGV[2], ARGV[3]
 local MAXINT = 9007199254740992 -- 2^53
+-- MAXGEN bounds generations: one is Redis's clock in ms when the breaker
+-- was made, plus one per transition, so a generation of 2^52 or more is
+-- corrupt data (and a known one is no generation the store ever gave).
+local MAXGEN = 4503599627370496 -- 2^52
 
 -- P converts a parameter when it is first used.
 local PARAMS = {ttl = 4, consecutive = 5, rate = 6, slow_rate = 7, min_calls = 8,
@@ -69,6 +73,11 @@ local P = setmetatable({}, {__index = function(t, k)
   local n = tonumber(ARGV[i])
   if n == nil or n ~= n or n == math.huge or n == -math.huge then
     error('BWARGS argument ' .. i .. ' (' .. k .. ') is not a finite number', 0)
+  end
+  if k == 'known' and n >= MAXGEN then
+    -- no generation the store gave: an instance that adopted a corrupt one
+    -- must not be held off by it once the state is repaired
+    n = 0
   end
   rawset(t, k, n)
   return n
@@ -138,6 +147,11 @@ local function load_state(with_seq)
       'fk', 'sk')
   end
   if v[1] == false and v[2] == false then
+    -- No breaker yet, unless the key holds another program's hash: that is
+    -- foreign data, left as it is.
+    if redis.call('TYPE', K_STATE).ok == 'hash' then
+      return 'BWCORRUPT state hash ' .. K_STATE .. ' holds no breaker (no field st, no field gen)'
+    end
     fresh(math.max(NOW, P.known + 1))
     return nil
   end
@@ -167,6 +181,7 @@ local function load_state(with_seq)
     return corrupt('from', 'has unknown state ' .. ST.from)
   end
   if ST.gen < 1 then return corrupt('gen', 'is not positive') end
+  if ST.gen >= MAXGEN then return corrupt('gen', 'is 2^52 or more') end
   if ST.fl == 0 or ST.fl > ST.gen then ST.fl = ST.gen end
   -- rl, the current run of failures (record.lua): "time:count" entries
   -- separated by spaces, each number an integer in [0, 2^53).
@@ -181,9 +196,6 @@ local function load_state(with_seq)
   if with_seq and v[NF + 1] then
     local n = count(v[NF + 1])
     if n == nil then return corrupt(SEQ_FIELD, 'is not an integer in [0, 2^53)') end
-    -- A sequence is its instance's clock in µs: one a day ahead of Redis's
-    -- clock would swallow that instance's batches as duplicates.
-    if n > NOW_US + 86400000000 then return corrupt(SEQ_FIELD, 'is more than a day ahead of Redis\'s clock') end
     LAST_SEQ = n
   end
   return nil
@@ -345,9 +357,6 @@ end
 -- store has not reached moves the store's generation past it.
 local function catch_up()
   local known = P.known
-  if known >= MAXINT - 1 then
-    return 'BWARGS known generation out of range'
-  end
   if known > ST.gen then
     set('gen', known + 1)
     if CREATED then

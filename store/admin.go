@@ -378,6 +378,9 @@ func (s *Store) parseBreaker(name string, raw rawBreaker, now time.Time, opts In
 	if _, present := h["gen"]; present && st.Generation == 0 && st.Err == nil {
 		st.Err = corrupt(keys[0], "field gen is %q, want a positive integer", h["gen"])
 	}
+	if st.Generation >= maxGen && st.Err == nil {
+		st.Err = corrupt(keys[0], "field gen is %d, want below 2^52", st.Generation)
+	}
 	st.From = state("from")
 	st.Reason = text("why")
 	st.ChangedBy = text("by")

@@ -151,6 +151,21 @@ func corruptCases() []corruptCase {
 	}
 	cs = append(cs,
 		all(corruptCase{name: "state gen 0", key: keyState, what: "field gen ", write: hset("gen", "0")}),
+		// A generation is Redis's clock in ms plus one per transition: one
+		// of 2^52 or more is corrupt, not one to adopt (an instance that
+		// knew it would then be held off by it after Reset).
+		// Another program's hash at the state key: foreign data, which
+		// no script writes into (the plain read and Inspect see no
+		// breaker there).
+		corruptCase{name: "state key holds a foreign hash", key: keyState, what: "holds no breaker", snapshot: true,
+			write: func(ctx context.Context, c *redis.Client, key string, _ int64) error {
+				if err := c.Del(ctx, key).Err(); err != nil {
+					return err
+				}
+				return c.HSet(ctx, key, "user", "bob", "email", "bob@example.com").Err()
+			}},
+		all(corruptCase{name: "state gen 2^52", key: keyState, what: "field gen ", write: hset("gen", strconv.FormatInt(1<<52, 10))}),
+		all(corruptCase{name: "state gen 2^53-1", key: keyState, what: "field gen ", write: hset("gen", strconv.FormatInt(1<<53-1, 10))}),
 		corruptCase{name: "state fl 0 (absent)", key: keyState, write: hset("fl", "0"), ok: true},
 		corruptCase{name: "state probe_at 2^53-1 while open", key: keyState, ok: true,
 			write: func(ctx context.Context, c *redis.Client, key string, _ int64) error {
@@ -388,5 +403,34 @@ func testCorrupt(t *testing.T, raw *redis.Client, victims, witnesses *store.Stor
 		if e.Reason != "consecutive_failures" {
 			t.Errorf("%s: opened for %q, want consecutive_failures", in.b.Instance(), e.Reason)
 		}
+	}
+}
+
+// A hash of another program at a breaker's state key is left as it is:
+// the breaker's report fails with an error naming it, and no field or
+// expiry is added.
+func TestAForeignHashIsLeftAlone(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	ctx := context.Background()
+	st := faultStore(t, srv.Client(t), store.Options{Prefix: "foreign", Timeout: 5 * time.Second})
+	key := st.Keys("users")[keyState]
+	if err := raw.HSet(ctx, key, "user", "bob", "email", "bob@example.com").Err(); err != nil {
+		t.Fatal(err)
+	}
+	in := faultAttach(t, st, "users", breaker.Settings{Instance: "victim"})
+	if p, err := in.b.Allow(ctx); err == nil {
+		p.Done(ctx, errFault)
+	}
+	e := in.await(t, "store-unavailable", kindIs(breaker.StoreUnavailable))
+	if !errors.Is(e.Err, store.ErrCorrupt) || !mentions(e.Err, key, "holds no breaker") {
+		t.Errorf("store-unavailable with %v, want store.ErrCorrupt naming %s", e.Err, key)
+	}
+	h, err := raw.HGetAll(ctx, key).Result()
+	if err != nil || len(h) != 2 || h["user"] != "bob" {
+		t.Errorf("the foreign hash is now %v (%v), want it as it was", h, err)
+	}
+	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl != -1 {
+		t.Errorf("the foreign hash's expiry is %v (%v), want none", ttl, err)
 	}
 }

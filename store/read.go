@@ -20,6 +20,11 @@ var stateFields = []string{"st", "gen", "probe_at", "from", "why", "by", "at",
 // maxGeneration bounds generations and counts: integers in [0, 2^53).
 const maxGeneration = 1 << 53
 
+// maxGen bounds the generation field: it is Redis's clock in ms when the
+// breaker was made plus one per transition, so one of 2^52 or more is
+// corrupt (as lib.lua's MAXGEN).
+const maxGen = 1 << 52
+
 // maxClockGap bounds how much later than a read's TIME a transition read
 // with it may be (ms): one pipeline's time in Redis, and on a Cluster the
 // gap between the clocks of two nodes (TIME goes to any of them). A state
@@ -190,6 +195,9 @@ func (s *Store) do(ctx context.Context, ops []backend.Op, fast bool) {
 				op.Reply, err = parseReply(res)
 			}
 			if err == nil {
+				err = s.checkSeq(op.Request, op.Reply)
+			}
+			if err == nil {
 				s.learn(op.Request.Name, replyKey(res))
 			}
 			op.Err = err
@@ -289,6 +297,9 @@ func (s *Store) parseState(name string, now time.Time, v []interface{}) (backend
 	c.PreviousFailures = uint64(num(16))
 	if bad == nil && r.Generation == 0 {
 		bad = fmt.Errorf("%w: state hash %s field gen is 0, want a positive integer", ErrCorrupt, key)
+	}
+	if bad == nil && r.Generation >= maxGen {
+		bad = fmt.Errorf("%w: state hash %s field gen is %d, want below 2^52", ErrCorrupt, key, r.Generation)
 	}
 	if bad != nil {
 		return backend.Reply{}, bad

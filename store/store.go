@@ -305,11 +305,28 @@ func (s *Store) call(ctx context.Context, op string, script *redis.Script, req b
 	if err == nil {
 		var rep backend.Reply
 		if rep, err = parseReply(res); err == nil {
+			err = s.checkSeq(req, rep)
+		}
+		if err == nil {
 			s.learn(req.Name, replyKey(res))
 			return rep, nil
 		}
 	}
 	return backend.Reply{}, fmt.Errorf("breaker %q: %s: %w", req.Name, op, s.nameWrongType(req.Name, err))
+}
+
+// maxSeq bounds the sequences an instance may send: its clock in µs, until
+// the year 2200.
+var maxSeq = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// checkSeq returns an error matching ErrCorrupt when rep says req's batch
+// is a duplicate of a sequence beyond any clock: the instance could not go
+// on above it, and every report of it would be dropped.
+func (s *Store) checkSeq(req backend.Request, rep backend.Reply) error {
+	if rep.Verdict != backend.VerdictDuplicate || rep.LastSeq <= maxSeq {
+		return nil
+	}
+	return corrupt(s.Keys(req.Name)[0], "field q.%s is %d, a sequence beyond any clock (µs)", req.Instance, rep.LastSeq)
 }
 
 // usable checks that the store is open and the request names a breaker.
