@@ -477,7 +477,10 @@ func TestWatch(t *testing.T) {
 	// Redis restarts (empty): watch says so, catches up, and goes on.
 	srv.Restart()
 	_, n := stderr.await(t, 0, "lost")
-	stderr.await(t, n, "reconnected to "+url)
+	_, n = stderr.await(t, n, "reconnected to "+url)
+	if ln, _ := stderr.await(t, n, "gone while disconnected"); !strings.Contains(ln.text, `"api:`) {
+		t.Errorf("after an empty restart, watch said %q, want the breakers that are gone named", ln.text)
+	}
 	other("open", "api:again", "--create")
 	if ln, _ := stdout.await(t, 0, "api:again"); !strings.Contains(ln.text, "-> forced-open") {
 		t.Fatalf("after the restart, watch printed %q", ln.text)

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/breakwater-go/breakwater/store"
 )
@@ -62,14 +64,30 @@ func (c *cli) watch(ctx context.Context, pattern string) error {
 				return
 			}
 			missed := 0
+			now := make(map[string]bool, len(sts))
 			for _, s := range sts {
+				now[s.Name] = true
 				if s.Generation != seen[s.Name] {
 					missed++
 					seen[s.Name] = s.Generation
 					c.printTransition(color, s, " (while disconnected)")
 				}
 			}
+			var gone []string
+			for name := range seen {
+				if !now[name] {
+					gone = append(gone, name)
+					delete(seen, name)
+				}
+			}
 			fmt.Fprintf(c.stderr, "%s  reconnected to %s; %d breakers changed while disconnected\n", c.timestamp(false), c.target.desc, missed)
+			if len(gone) > 0 {
+				// Redis came back without them: restarted empty, flushed,
+				// or their keys expired. Their instances start them anew.
+				sort.Strings(gone)
+				fmt.Fprintf(c.stderr, "%s  %d breakers gone while disconnected (their keys are missing: Redis lost its data, or they expired): %s\n",
+					c.timestamp(false), len(gone), quoteNames(gone))
+			}
 		case match(pattern, a.Name):
 			if last, ok := seen[a.Name]; ok && a.Generation <= last {
 				return // already printed
@@ -97,6 +115,15 @@ func (c *cli) watch(ctx context.Context, pattern string) error {
 		return fatal
 	}
 	return err
+}
+
+// quoteNames lists names, each quoted.
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }
 
 func quotePattern(p string) string {
