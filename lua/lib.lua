@@ -103,8 +103,10 @@ local function set(f, v)
   if not CH[f] then CH[f] = true; NCH = NCH + 1 end
 end
 
+-- add adds to a count, which stays below 2^53 (only a count written by hand
+-- gets there; it must not be made unreadable)
 local function add(f, n)
-  if n ~= 0 then set(f, ST[f] + n) end
+  if n ~= 0 then set(f, math.min(ST[f] + n, MAXINT - 1)) end
 end
 
 local function fresh(gen)
@@ -255,9 +257,9 @@ local function window_add(calls, fails, slows)
     b = {i = IDX, t = 0, f = 0, s = 0}
     RING[k] = b
   end
-  b.t = b.t + calls
-  b.f = b.f + fails
-  b.s = b.s + slows
+  b.t = math.min(b.t + calls, MAXINT - 1)
+  b.f = math.min(b.f + fails, MAXINT - 1)
+  b.s = math.min(b.s + slows, MAXINT - 1)
   SUM.t = SUM.t + calls
   SUM.f = SUM.f + fails
   SUM.s = SUM.s + slows
@@ -340,7 +342,7 @@ local function transition(to, why)
   set('rl', '')
   set('ri', '')
   if to == 'open' then
-    set('trips', ST.trips + 1)
+    set('trips', math.min(ST.trips + 1, MAXINT - 1))
     set('probe_at', NOW + open_duration())
   elseif to == 'closed' or to == 'disabled' then
     set('trips', 0)

@@ -164,6 +164,10 @@ func corruptCases() []corruptCase {
 				}
 				return c.HSet(ctx, key, "user", "bob", "email", "bob@example.com").Err()
 			}},
+		// A count at the top of the range stays there: a report must not
+		// write what the next read calls corrupt.
+		corruptCase{name: "state tko 2^53-1", key: keyState, write: hset("tko", strconv.FormatInt(1<<53-1, 10)), ok: true,
+			check: readsAfterReport},
 		all(corruptCase{name: "state gen 2^52", key: keyState, what: "field gen ", write: hset("gen", strconv.FormatInt(1<<52, 10))}),
 		all(corruptCase{name: "state gen 2^53-1", key: keyState, what: "field gen ", write: hset("gen", strconv.FormatInt(1<<53-1, 10))}),
 		corruptCase{name: "state fl 0 (absent)", key: keyState, write: hset("fl", "0"), ok: true},
@@ -432,5 +436,14 @@ func TestAForeignHashIsLeftAlone(t *testing.T) {
 	}
 	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl != -1 {
 		t.Errorf("the foreign hash's expiry is %v (%v), want none", ttl, err)
+	}
+}
+
+// readsAfterReport checks that the state reads correctly after the
+// victim's report.
+func readsAfterReport(t *testing.T, in *faultInstance) {
+	t.Helper()
+	if _, err := in.b.Snapshot(context.Background()); err != nil {
+		t.Errorf("Snapshot after a report: %v", err)
 	}
 }
