@@ -355,7 +355,7 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		return
 	}
 	b.mu.Lock()
-	if res.Reply.Verdict == backend.VerdictDuplicate && !o.f.failed && o.f.seq > 0 && o.f.jumps < maxSeqJumps &&
+	if res.Reply.Verdict == backend.VerdictDuplicate && !o.f.failed && o.f.jumps < maxSeqJumps &&
 		b.inflight == o.f && !b.closed.Load() {
 		// A batch never sent before is no copy of one the store applied:
 		// the store holds a later sequence for this instance than this
@@ -384,9 +384,6 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	b.mu.Unlock()
 	b.flushed(o.f, took, wall, nil)
 	b.adopt(res.Reply, now, false, 0)
-	if o.f.lease != "" {
-		b.placeFreed(res.Reply.Generation)
-	}
 	for _, ch := range o.f.waiters {
 		close(ch)
 	}

@@ -52,8 +52,10 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		// Reject locally while the probe runs, but ask again soon: a lease
 		// may be released early, which is not announced.
 		next.deadline = now.Add(min(rep.Wait, maxProbeWait))
-	case rep.State == backend.HalfOpen && rep.Generation == prev.gen:
+	case rep.State == backend.HalfOpen && rep.Generation == prev.gen && rep.Verdict != backend.VerdictCounted:
 		next.deadline = prev.deadline
+		// (A report counted at a half-open generation is a probe's, the
+		// only calls it admits: its place is free, and the next call asks.)
 	}
 	if next == prev {
 		b.mu.Unlock()
@@ -92,22 +94,6 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		b.emit(e)
 	}
 	return next
-}
-
-// placeFreed notes that the store released a probe lease of this instance
-// in generation gen: a half-open view that rejects calls locally until a
-// place may free (a call of this instance was refused while the probe
-// ran) asks the store again at the next call, which may take the place.
-func (b *Breaker) placeFreed(gen int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.view()
-	if !v.known || v.state != HalfOpen || v.gen != gen || v.deadline.IsZero() {
-		return
-	}
-	v.deadline = time.Time{}
-	b.v.Store(&v)
-	b.viewVersion++
 }
 
 // maxProbeWait bounds how long a half-open breaker rejects calls locally

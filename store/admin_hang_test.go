@@ -116,7 +116,7 @@ func leftBehind() int {
 	}
 	count := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "internal/bound.Call") &&
+		if strings.Contains(g, "internal/bound.") &&
 			(strings.Contains(g, "store.(*Store).inspect") || strings.Contains(g, "store.(*Store).List")) {
 			count++
 		}

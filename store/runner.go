@@ -83,36 +83,12 @@ func (r *runner) bounded(ctx context.Context, fn func(ctx context.Context) error
 	return bound.Call(ctx, r.ctxAware, fn)
 }
 
-// eval runs script and returns by the time ctx is done. go-redis bounds a
-// call's socket reads and writes by its context only when the client has
-// ContextTimeoutEnabled; otherwise a Redis that hangs would hold the call
-// for the client's ReadTimeout (3s by default), whatever the timeout says.
-// With such a client the script runs on its own goroutine, which is
-// abandoned when ctx is done and ends at the client's read timeout.
+// eval runs script and returns by the time ctx is done, whatever the
+// client's options (see bound.Value).
 func (r *runner) eval(ctx context.Context, script *redis.Script, keys []string, args []interface{}) (interface{}, error) {
-	if r.ctxAware {
+	return bound.Value(ctx, r.ctxAware, func(ctx context.Context) (interface{}, error) {
 		return script.Run(ctx, r.client, keys, args...).Result()
-	}
-	type result struct {
-		res interface{}
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		res, err := script.Run(ctx, r.client, keys, args...).Result()
-		ch <- result{res, err}
-	}()
-	select {
-	case res := <-ch:
-		return res.res, res.err
-	case <-ctx.Done():
-		select {
-		case res := <-ch:
-			return res.res, res.err
-		default:
-			return nil, ctx.Err()
-		}
-	}
+	})
 }
 
 // isOutage tells a Redis that is away or not serving from one that answered.

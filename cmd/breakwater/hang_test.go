@@ -86,7 +86,8 @@ func TestSignalWithRedisFrozen(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			// The command reaches Redis through a proxy, which tells when it
-			// connects: by then main handles signals.
+			// has sent its first bytes: by then main handles signals, and the
+			// command waits on the frozen Redis.
 			addr, connected := proxy(t, srv.Addr())
 			cmd := exec.Command(bin, "--redis", "redis://"+addr+"?read_timeout=-1", "--timeout", "1h", "status")
 			var errb bytes.Buffer
@@ -104,7 +105,6 @@ func TestSignalWithRedisFrozen(t *testing.T) {
 				_ = cmd.Process.Kill()
 				t.Fatalf("the command did not reach Redis within %v", wait)
 			}
-			time.Sleep(100 * time.Millisecond) // its ping waits on the frozen Redis
 			t0 := time.Now()
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -125,7 +125,8 @@ func TestSignalWithRedisFrozen(t *testing.T) {
 }
 
 // proxy forwards connections to addr and returns its own address and a
-// channel closed on its first connection; it stops when the test ends.
+// channel closed once the first connection's first bytes are on their way
+// to addr; it stops when the test ends.
 func proxy(t *testing.T, addr string) (string, <-chan struct{}) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,9 +163,22 @@ func proxy(t *testing.T, addr string) (string, <-chan struct{}) {
 			mu.Lock()
 			conns = append(conns, in, out)
 			mu.Unlock()
-			once.Do(func() { close(connected) })
 			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() {
+				defer wg.Done()
+				// The first bytes the command sends (its handshake) reach
+				// Redis before the channel closes: it then waits on Redis.
+				buf := make([]byte, 32<<10)
+				n, err := in.Read(buf)
+				if n > 0 {
+					_, _ = out.Write(buf[:n])
+					once.Do(func() { close(connected) })
+				}
+				if err == nil {
+					_, _ = io.Copy(out, in)
+				}
+				_ = out.Close()
+			}()
 			go func() { defer wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
 		}
 	}()

@@ -29,28 +29,43 @@ func ContextAware(client redis.UniversalClient) bool {
 }
 
 // Call runs fn(ctx) and returns its error, or ctx.Err() once ctx is done if
-// fn has not returned by then. When ctxAware (see ContextAware) fn runs on
-// the caller's goroutine, which the client itself frees in time. Otherwise
-// fn runs on a goroutine of its own, which is abandoned when ctx is done: it
-// ends when the client's call does (Redis answers, the read times out, or
-// the connection is closed, as Close of the client does). When Call returns
-// ctx.Err() itself, fn may still be running: the caller must not read what
-// fn writes.
+// fn has not returned by then (see Value).
 func Call(ctx context.Context, ctxAware bool, fn func(ctx context.Context) error) error {
+	_, err := Value(ctx, ctxAware, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
+}
+
+// Value runs fn(ctx) and returns what it returns, or ctx.Err() once ctx is
+// done if fn has not returned by then. When ctxAware (see ContextAware) fn
+// runs on the caller's goroutine, which the client itself frees in time.
+// Otherwise fn runs on a goroutine of its own, which is abandoned when ctx
+// is done: it ends when the client's call does (Redis answers, the read
+// times out, or the connection is closed, as Close of the client does).
+// When Value returns ctx.Err() itself, fn may still be running: the caller
+// must not read what fn writes, other than through its results.
+func Value[T any](ctx context.Context, ctxAware bool, fn func(ctx context.Context) (T, error)) (T, error) {
 	if ctxAware {
 		return fn(ctx)
 	}
-	ch := make(chan error, 1) // buffered: an abandoned fn never blocks on it
-	go func() { ch <- fn(ctx) }()
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1) // buffered: an abandoned fn never blocks on it
+	go func() {
+		v, err := fn(ctx)
+		ch <- result{v, err}
+	}()
 	select {
-	case err := <-ch:
-		return err
+	case r := <-ch:
+		return r.v, r.err
 	case <-ctx.Done():
 		select {
-		case err := <-ch:
-			return err
+		case r := <-ch:
+			return r.v, r.err
 		default:
-			return ctx.Err()
+			var zero T
+			return zero, ctx.Err()
 		}
 	}
 }
