@@ -44,7 +44,7 @@
 -- (field ri: the instance, or '*' for several). A trip therefore comes at
 -- most a settling time after the failure that makes it.
 -- Verdicts: "counted", "stale", "duplicate" (with the last sequence applied
--- for the instance as the lease).
+-- for the instance as field 28 of the reply).
 
 local err = load(false, true)
 if err then return redis.error_reply(err) end
@@ -161,10 +161,12 @@ if lead > ko or trail > ko or run > ko or slow > ok + ko or (ok == 0 and (lead ~
 end
 
 if seq > 0 and seq <= LAST_SEQ then
-  -- (with the last sequence applied, in the lease's place: an instance
-  -- whose batch was never sent before learns that the store holds a later
-  -- sequence for it than its clock gives, and goes on above it)
-  return reply('duplicate', 0, string.format('%d', LAST_SEQ))
+  -- with the last sequence applied, as field 28: an instance whose batch
+  -- was never sent before learns that the store holds a later sequence
+  -- for it than its clock gives, and goes on above it
+  local r = reply('duplicate', 0, '')
+  r[28] = LAST_SEQ
+  return r
 end
 if gen > P.known then rawset(P, 'known', gen) end
 err = catch_up()

@@ -387,17 +387,15 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	c.TotalSlowCalls = p.uint(18)
 	c.TotalStale = p.uint(19)
 	r.Lease = p.str(20)
-	if r.Verdict == backend.VerdictDuplicate {
-		// record.lua gives the last sequence applied in the lease's place
-		r.LastSeq, _ = strconv.ParseInt(r.Lease, 10, 64)
-		r.Lease = ""
-	}
 	r.Changed = p.int(21) == 1
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
 	r.ServerTime = time.UnixMilli(p.int(24))
 	if len(a) > replyLen {
 		r.ServerTime = time.UnixMicro(p.int(25))
+	}
+	if len(a) > replyLen+2 {
+		r.LastSeq = p.int(replyLen + 2) // a duplicate's (record.lua)
 	}
 	if p.err != nil {
 		return backend.Reply{}, p.err
