@@ -65,11 +65,10 @@ type Breaker struct {
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool          // ask the store to move past the view's generation
-	settled      time.Time     // the store's time through which this instance's failures have settled
-	settledDue   time.Time     // when that is so (local time): not said to the store before
-	settledWith  time.Duration // the settling time settledDue was reckoned with
-	unreported   uint64        // outcomes that waited while the store was away
+	catchUp      bool   // ask the store to move past the view's generation
+	settleNow    bool   // the store asked for the outcomes held (backend.Settler): report them at once
+	looks        []look // planned looks at failures that settle (see lookAt)
+	unreported   uint64 // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
 	nextListener int
 }
@@ -118,6 +117,10 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	b.attach()
 	b.hub = joinHub(b.store, b)
 	b.unwatch = st.Watch(name, b.notified)
+	if st, ok := st.(backend.Settler); ok && s.Reporting == ReportBatched {
+		unwatch, unsettle := b.unwatch, st.WatchSettle(name, b.settleCalled)
+		b.unwatch = func() { unwatch(); unsettle() }
+	}
 	return b, nil
 }
 

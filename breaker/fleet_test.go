@@ -415,6 +415,9 @@ collect:
 			if m.Payload == sentinel {
 				break collect
 			}
+			if strings.HasPrefix(m.Payload, "settle ") {
+				continue // a call to report at once, not a transition
+			}
 			head, _, _ := strings.Cut(m.Payload, "\n") // "<generation> <name>"
 			published = append(published, head)
 		case <-timeout:

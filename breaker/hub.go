@@ -401,12 +401,24 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		// Look again once these failures have settled: they may trip the
 		// breaker then, with no other outcome to bring them up. (Not when
 		// the answer says the breaker is no longer closed at the batch's
-		// generation: the look would be moot.)
-		_, age := o.f.batch.Ages(wall)
-		b.lookAt(res.Reply.ServerTime.Add(-age), wall.Add(o.f.batch.Settle-age), o.f.batch.Settle)
+		// generation: the look would be moot.) When the store asked every
+		// instance for what it holds, all that happened before this answer
+		// has settled once they had time to report it.
+		if res.Reply.Settling {
+			b.lookAt(res.Reply.ServerTime, wall.Add(b.settleCallWait(took, o.f.batch.Settle)), o.f.batch.Settle)
+		} else {
+			_, age := o.f.batch.Ages(wall)
+			b.lookAt(res.Reply.ServerTime.Add(-age), wall.Add(o.f.batch.Settle-age), o.f.batch.Settle)
+		}
 	}
 	if !o.f.again.IsZero() {
 		b.lookAt(o.f.again, wall.Add(o.f.againAfter), o.f.batch.Settle)
+	}
+	b.mu.Lock()
+	next := b.nextLook()
+	b.mu.Unlock()
+	if !next.IsZero() {
+		b.hub.scheduleAt(b, next) // a look planned for later than the one sent
 	}
 }
 
@@ -429,21 +441,45 @@ func (b *Breaker) flushed(f *flush, took time.Duration, wall time.Time, err erro
 // settling time with.
 func (b *Breaker) lookAt(through, due time.Time, with time.Duration) {
 	b.mu.Lock()
-	b.catchUp = true
-	if through.After(b.settled) {
-		// Said to the store only once it is true: a report sent sooner
-		// must not count other instances' failures as settled.
-		b.settled, b.settledDue, b.settledWith = through, due, with
-	}
+	// Said to the store only once it is true: a report sent sooner must not
+	// count other instances' failures as settled.
+	b.planLook(look{through: through, due: due, with: with})
 	b.mu.Unlock()
 	b.hub.scheduleAt(b, due)
+}
+
+// settleCalled is b's backend.Settler function: the store asks every
+// instance for the outcomes it holds of b, since a run of failures may
+// trip b once they are in. What b holds goes at once.
+func (b *Breaker) settleCalled(int64) {
+	if b.closed.Load() {
+		return
+	}
+	b.mu.Lock()
+	held := b.pendingCount() > 0 && (b.inflight == nil || b.pendingCount() > b.inflight.batch.Len())
+	if held {
+		b.settleNow = true
+	}
+	b.mu.Unlock()
+	if held {
+		b.hub.schedule(b, true, false)
+	}
+}
+
+// settleCallWait is how long after the answer that asked every instance
+// for its outcomes (Reply.Settling) b looks at its failures again: the
+// others hear the call about when b has its answer, and their reports take
+// about the round trip b's took. Half a flush interval at least, and a
+// settling time at most.
+func (b *Breaker) settleCallWait(took, settle time.Duration) time.Duration {
+	return min(settle, max(b.s.FlushInterval/2, took+settleMargin))
 }
 
 // urgentPending reports whether what waits should go at once.
 func (b *Breaker) urgentPending() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.inflight != nil || len(b.probes) > 0 || len(b.old) > 0 || b.catchUp || len(b.waiters) > 0 ||
+	return b.inflight != nil || len(b.probes) > 0 || len(b.old) > 0 || b.catchUp || len(b.waiters) > 0 || b.settleNow ||
 		b.cell.Load().w.Load()>>koShift&fieldMax > 0
 }
 

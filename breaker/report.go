@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -294,11 +295,11 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	default:
 		c := b.cell.Load()
 		batch := c.take(false)
-		settled := !b.settled.IsZero() && !now.Before(b.settledDue)
-		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !settled {
+		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !b.lookDue(now) {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch}
+		b.settleNow = false
 		b.feedFallback(batch, c.fed)
 		c.fed = 0
 	}
@@ -306,18 +307,100 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		f.waiters, b.waiters = b.waiters, nil
 	}
 	f.batch.Settle = b.settle()
-	if !b.settled.IsZero() && !now.Before(b.settledDue) {
-		f.through = b.settled
-		if d := f.batch.Settle - b.settledWith; d > 0 {
-			f.through = b.settled.Add(-d)
-			f.again, f.againAfter = b.settled, d
+	if l, ok := b.takeLook(now); ok {
+		f.through = l.through
+		if d := f.batch.Settle - l.with; d > 0 {
+			f.through = l.through.Add(-d)
+			f.again, f.againAfter = l.through, d
 		}
-		b.settled = time.Time{}
 	}
 	b.catchUp = false
 	f.seq = nextSeq(now)
 	b.inflight = f
 	return f
+}
+
+// look is a planned look at the failures that settled through the store's
+// time through, due when they have (local time), reckoned with the
+// settling time with: a report that says so to the store (it may trip the
+// breaker then, with no other outcome to bring them up).
+type look struct {
+	through, due time.Time
+	with         time.Duration
+}
+
+// maxLooks bounds the looks a breaker plans; beyond it the two due last
+// merge into one, due when both are.
+const maxLooks = 4
+
+// planLook adds l to b's looks, unless one of them says as much as soon,
+// and drops those it says as much as, sooner; the caller holds mu.
+func (b *Breaker) planLook(l look) {
+	kept := b.looks[:0]
+	for _, k := range b.looks {
+		if !k.through.Before(l.through) && !k.due.After(l.due) {
+			return // (b.looks unchanged: kept is a prefix of it)
+		}
+		if !k.through.After(l.through) && !k.due.Before(l.due) {
+			continue
+		}
+		kept = append(kept, k)
+	}
+	b.looks = append(kept, l)
+	if len(b.looks) > maxLooks {
+		sort.Slice(b.looks, func(i, j int) bool { return b.looks[i].due.Before(b.looks[j].due) })
+		n := len(b.looks)
+		last, prev := b.looks[n-1], b.looks[n-2]
+		if prev.through.After(last.through) {
+			last.through, last.with = prev.through, prev.with
+		}
+		b.looks = append(b.looks[:n-2], last)
+	}
+}
+
+// lookDue reports whether a look is due at now; the caller holds mu.
+func (b *Breaker) lookDue(now time.Time) bool {
+	for _, l := range b.looks {
+		if !now.Before(l.due) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeLook returns the look due at now that says the most, and drops the
+// looks it says as much as; the caller holds mu.
+func (b *Breaker) takeLook(now time.Time) (look, bool) {
+	var best look
+	found := false
+	for _, l := range b.looks {
+		if !now.Before(l.due) && (!found || l.through.After(best.through)) {
+			best, found = l, true
+		}
+	}
+	if !found {
+		return look{}, false
+	}
+	kept := b.looks[:0]
+	for _, l := range b.looks {
+		if l.through.After(best.through) {
+			kept = append(kept, l)
+		}
+	}
+	b.looks = kept
+	return best, true
+}
+
+// nextLook returns when b's next planned look is due (zero: none); the
+// caller holds mu.
+func (b *Breaker) nextLook() time.Time {
+	var next time.Time
+	for _, l := range b.looks {
+		if next.IsZero() || l.due.Before(next) {
+			next = l.due
+		}
+	}
+	return next
 }
 
 // settle is how late a batch of b may arrive after its outcomes: a flush

@@ -71,7 +71,7 @@ func (b *Breaker) adopt(rep backend.Reply, now time.Time, read bool, version uin
 		b.distrust = false
 		// A look at the failures of the ended generation is moot, and so
 		// is asking the store to move past it.
-		b.settled, b.catchUp = time.Time{}, false
+		b.looks, b.catchUp = nil, false
 	}
 	// The event is the last transition as the store recorded it; when this
 	// instance missed some, they fold into it. A breaker created anew (its

@@ -294,6 +294,9 @@ func (a *announcements) until(channel string) []string {
 			if m.Payload == fence {
 				return got
 			}
+			if strings.HasPrefix(m.Payload, "settle ") {
+				continue // a call to report at once, not a transition
+			}
 			head, _, _ := strings.Cut(m.Payload, "\n")
 			got = append(got, head)
 		}

@@ -42,9 +42,15 @@
 -- enough: a success reported early does not erase it. A run that one
 -- instance made alone is in that instance's own order and counts at once
 -- (field ri: the instance, or '*' for several). A trip therefore comes at
--- most a settling time after the failure that makes it.
+-- most a settling time after the failure that makes it. Sooner, as a rule:
+-- when the failures of several instances make a run long enough to trip
+-- once it settles, the script publishes "settle <generation> <name>" with
+-- its HMAC (see lib.lua's reply), and every instance that holds outcomes
+-- of the breaker reports them at once; the instance whose batch made the
+-- run looks again once they had time to (reply field 29).
 -- Verdicts: "counted", "stale", "duplicate" (with the last sequence applied
--- for the instance as field 28 of the reply).
+-- for the instance as field 28 of the reply). A counted reply that asked
+-- the instances to report has field 28 0 and field 29 1.
 
 local err = load(false, true)
 if err then return redis.error_reply(err) end
@@ -201,6 +207,8 @@ add('tko', ko)
 add('tslow', slow)
 
 local verdict = 'counted'
+local cf_before = 0 -- the open run's length before this batch (closed)
+local SETTLE = false -- ask every instance to report now (see below)
 if ok + ko == 0 then
   -- nothing to count: a lease release, a request to catch up, or a look
   -- at failures that have settled since they were reported
@@ -214,6 +222,7 @@ elseif gen ~= 0 and gen < ST.fl then
   add('tstale', ok + ko)
   verdict = 'stale'
 elseif ST.st == 'closed' then
+  cf_before = ST.cf
   add('ok', ok)
   add('ko', ko)
   if WINDOW_ON then window_add(ok + ko, ko, slow) end
@@ -257,6 +266,14 @@ elseif ST.st == 'closed' then
     local why = trip_reason(longest)
     if why then transition('open', why) end
   end
+  -- A run of failures that several instances made, long enough to trip
+  -- once it settles: ask every instance to report what it holds now (a
+  -- success one of them holds may split the run), once per run that
+  -- reaches the threshold. The asking instance looks again soon after
+  -- (reply field 29) rather than a settling time later.
+  if ko > 0 and P.consecutive > 0 and RI == '*' and cf_before < P.consecutive and ST.cf >= P.consecutive then
+    SETTLE = true
+  end
   if ko > 0 or slow > 0 then
     if P.quorum > 1 then
       local oldest = NOW - P.window
@@ -292,4 +309,13 @@ else
 end
 
 save()
-return reply(verdict, 0, '')
+local r = reply(verdict, 0, '')
+if SETTLE and ST.st == 'closed' then
+  -- "settle <generation> <name>", then HMAC-SHA1 of that line keyed with
+  -- sk (as an announcement's): an instance that verifies it reports the
+  -- outcomes it holds of the breaker at once.
+  local msg = 'settle ' .. string.format('%d', ST.gen) .. ' ' .. NAME
+  redis.call('PUBLISH', CHANNEL, msg .. '\n' .. hmac(ST.sk, msg))
+  r[28], r[29] = 0, 1
+end
+return r

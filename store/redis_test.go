@@ -190,6 +190,9 @@ func (e *fleetEnv) subscribe() func() []string {
 				if m.Payload == sentinel {
 					return got
 				}
+				if strings.HasPrefix(m.Payload, "settle ") {
+					continue // a call to report at once, not a transition
+				}
 				head, _, _ := strings.Cut(m.Payload, "\n") // "<generation> <name>"
 				got = append(got, head)
 			case <-timeout:

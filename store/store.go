@@ -78,7 +78,8 @@ type Store struct {
 
 	mu       sync.Mutex
 	watchers map[string]map[int]func(int64, *backend.Reply)
-	renewed  sync.Map // breaker name -> when a report last asked to renew its keys' expiry
+	settlers map[string]map[int]func(int64) // WatchSettle's, by breaker name
+	renewed  sync.Map                       // breaker name -> when a report last asked to renew its keys' expiry
 	// announceKeys: watched breaker name -> its announcement key (lib.lua's
 	// field sk), as the last reply or read gave it; guarded by mu.
 	announceKeys map[string]string
@@ -89,7 +90,10 @@ type Store struct {
 	closed       bool
 }
 
-var _ breaker.Store = (*Store)(nil)
+var (
+	_ breaker.Store   = (*Store)(nil)
+	_ backend.Settler = (*Store)(nil)
+)
 
 // New returns a store keeping breakers in the Redis that client reaches.
 // The store does not own client: Close leaves it open.
@@ -130,6 +134,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		force:        redis.NewScript(lua.Force()),
 		read:         redis.NewScript(lua.Read()),
 		watchers:     map[string]map[int]func(int64, *backend.Reply){},
+		settlers:     map[string]map[int]func(int64){},
 		announceKeys: map[string]string{},
 	}, nil
 }
@@ -396,6 +401,9 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	}
 	if len(a) > replyLen+2 {
 		r.LastSeq = p.int(replyLen + 2) // a duplicate's (record.lua)
+	}
+	if len(a) > replyLen+3 {
+		r.Settling = p.int(replyLen+3) == 1 // record.lua asked the instances to report
 	}
 	if p.err != nil {
 		return backend.Reply{}, p.err

@@ -24,6 +24,23 @@ import (
 // it announces; any other one is a hint. Messages that do not parse are
 // dropped: they change nothing.
 func (s *Store) Watch(name string, notify func(generation int64, verified *backend.Reply)) (cancel func()) {
+	return register(s, s.watchers, name, notify, func() { delete(s.announceKeys, name) })
+}
+
+// WatchSettle implements backend.Settler: settle is called from the
+// subscription's goroutine with the generation of each call of the record
+// script (lua/record.lua) to report the named breaker's outcomes at once,
+// when its HMAC verifies with the breaker's key, as Watch learnt it. Other
+// such messages change nothing.
+func (s *Store) WatchSettle(name string, settle func(generation int64)) (cancel func()) {
+	return register(s, s.settlers, name, settle, nil)
+}
+
+// register adds fn to m's functions for name, and starts the store's one
+// subscription unless it runs; cancel removes fn, and runs gone (if any)
+// when name has no function left in m. Nothing is added once the store is
+// closed.
+func register[F any](s *Store, m map[string]map[int]F, name string, fn F, gone func()) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -31,24 +48,32 @@ func (s *Store) Watch(name string, notify func(generation int64, verified *backe
 	}
 	id := s.nextID
 	s.nextID++
-	if s.watchers[name] == nil {
-		s.watchers[name] = map[int]func(int64, *backend.Reply){}
+	if m[name] == nil {
+		m[name] = map[int]F{}
 	}
-	s.watchers[name][id] = notify
+	m[name][id] = fn
+	s.startLocked()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(m[name], id)
+		if len(m[name]) == 0 {
+			delete(m, name)
+			if gone != nil {
+				gone()
+			}
+		}
+	}
+}
+
+// startLocked starts the store's one subscription, unless it runs; the
+// caller holds mu.
+func (s *Store) startLocked() {
 	if s.subStop == nil {
 		ctx, stop := context.WithCancel(context.Background())
 		s.subStop = stop
 		s.subDone = make(chan struct{})
 		go s.subscribe(ctx, s.subDone)
-	}
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.watchers[name], id)
-		if len(s.watchers[name]) == 0 {
-			delete(s.watchers, name)
-			delete(s.announceKeys, name)
-		}
 	}
 }
 
@@ -118,8 +143,9 @@ func (s *Store) subscribe(ctx context.Context, done chan struct{}) {
 				s.notifyAll()
 			}
 		case *redis.Message:
-			gen, name, ok := parseAnnouncement(m.Payload)
-			if ok {
+			if gen, name, ok := parseSettle(m.Payload); ok {
+				s.settle(name, gen, m.Payload)
+			} else if gen, name, ok := parseAnnouncement(m.Payload); ok {
 				s.notify(name, gen, s.verify(name, gen, m.Payload))
 			}
 		}
@@ -146,6 +172,42 @@ func parseAnnouncement(payload string) (gen int64, name string, ok bool) {
 		return 0, "", false
 	}
 	return gen, name, true
+}
+
+// settlePrefix begins a call to report at once (lua/record.lua):
+// "settle <generation> <name>", then its HMAC-SHA1 keyed with the
+// breaker's key, a line each.
+const settlePrefix = "settle "
+
+// parseSettle reads the first line of a call to report at once.
+func parseSettle(payload string) (gen int64, name string, ok bool) {
+	rest, found := strings.CutPrefix(payload, settlePrefix)
+	if !found {
+		return 0, "", false
+	}
+	return parseAnnouncement(rest)
+}
+
+// settle calls the WatchSettle functions of name when payload's HMAC
+// verifies with the key the store last learnt for the breaker.
+func (s *Store) settle(name string, gen int64, payload string) {
+	s.mu.Lock()
+	key := s.announceKeys[name]
+	fns := make([]func(int64), 0, len(s.settlers[name]))
+	for _, fn := range s.settlers[name] {
+		fns = append(fns, fn)
+	}
+	s.mu.Unlock()
+	if key == "" || len(fns) == 0 {
+		return
+	}
+	head, mac, ok := strings.Cut(payload, "\n")
+	if !ok || !signed(key, head, mac) {
+		return
+	}
+	for _, fn := range fns {
+		fn(gen)
+	}
 }
 
 func (s *Store) notify(name string, gen int64, verified *backend.Reply) {
@@ -197,18 +259,7 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 		return nil
 	}
 	body, mac, ok := strings.Cut(rest, "\n")
-	if !ok || len(mac) != 2*sha1.Size {
-		return nil
-	}
-	want, err := hex.DecodeString(mac)
-	if err != nil {
-		return nil
-	}
-	h := hmac.New(sha1.New, []byte(key))
-	h.Write([]byte(head))
-	h.Write([]byte{'\n'})
-	h.Write([]byte(body))
-	if !hmac.Equal(h.Sum(nil), want) {
+	if !ok || !signed(key, head+"\n"+body, mac) {
 		return nil
 	}
 	f := strings.Split(body, " ")
@@ -229,6 +280,21 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 		return nil
 	}
 	return &rep
+}
+
+// signed reports whether mac is the HMAC-SHA1 of msg keyed with key, in
+// hex, as lib.lua's hmac makes it.
+func signed(key, msg, mac string) bool {
+	if len(mac) != 2*sha1.Size {
+		return false
+	}
+	want, err := hex.DecodeString(mac)
+	if err != nil {
+		return false
+	}
+	h := hmac.New(sha1.New, []byte(key))
+	h.Write([]byte(msg))
+	return hmac.Equal(h.Sum(nil), want)
 }
 
 // learn keeps the announcement key of a watched breaker, lib.lua's field

@@ -38,6 +38,22 @@ type Store interface {
 	Watch(name string, notify func(generation int64, verified *Reply)) (cancel func())
 }
 
+// Settler is implemented by a Store that can ask every instance of a
+// breaker to report the outcomes it holds at once: when the failures of
+// several instances make a run long enough to trip once it has settled (a
+// success one of them has not reported yet may still split it). The Record
+// whose batch made the run answers with Reply.Settling set. A breaker whose
+// Store implements Settler reports at once when asked, and when its own
+// batch made the run, looks again a short while later instead of a
+// settling time later (Batch.Settle).
+type Settler interface {
+	// WatchSettle calls settle with the breaker's generation each time the
+	// store asks the instances of the named breaker to report at once, and
+	// has verified that the call comes from the breaker's own script, until
+	// cancel is called. settle must not block.
+	WatchSettle(name string, settle func(generation int64)) (cancel func())
+}
+
 // OpKind names what an Op asks of a Store.
 type OpKind int
 
@@ -135,6 +151,9 @@ type Reply struct {
 	// the instance (0: not told).
 	LastSeq int64
 	Changed bool // this request made a transition
+	// Settling is set on a Record's answer when the store asked every
+	// instance to report what it holds at once (see Settler).
+	Settling bool
 	// Short is set on a store's short answer to a Record: the breaker is
 	// closed at the generation the request knew, and From, Reason, By,
 	// InState and Counts are not given (the asking instance knows them).
