@@ -336,11 +336,13 @@ const maxLooks = 4
 // planLook adds l to b's looks, unless one of them says as much as soon,
 // and drops those it says as much as, sooner; the caller holds mu.
 func (b *Breaker) planLook(l look) {
-	kept := b.looks[:0]
 	for _, k := range b.looks {
 		if !k.through.Before(l.through) && !k.due.After(l.due) {
-			return // (b.looks unchanged: kept is a prefix of it)
+			return
 		}
+	}
+	kept := b.looks[:0]
+	for _, k := range b.looks {
 		if !k.through.After(l.through) && !k.due.Before(l.due) {
 			continue
 		}

@@ -143,19 +143,26 @@ type Reporting int
 
 const (
 	// ReportBatched counts outcomes locally and reports them in batches,
-	// one store call per breaker per FlushInterval at most; a failure
+	// one store call per breaker per FlushInterval as a rule; a failure
 	// while closed and a probe's result are reported at once (their Done
 	// waits for the store's answer). A closed breaker's successful calls
 	// then cost no I/O. The store orders outcomes by when they happened: a
 	// run of failures that one instance made alone trips the breaker at
-	// once; a run that several instances made counts once the successes of
-	// its flush interval have had the time to arrive, so that a success
-	// reported late can still end it (the trip then comes about one
-	// FlushInterval after the failure that makes it, and later by as much
-	// as the process's batches were lately delivered late, up to ten
-	// intervals in all). Every outcome is counted exactly once: a batch
-	// carries the instance and a sequence number, and batches that could
-	// not be delivered wait for the store.
+	// once; a run that several instances made counts once the successes
+	// that came before its failures have had the time to arrive, so that a
+	// success reported late can still end it. When such a run is long
+	// enough to trip, the store asks every instance over pub/sub to report
+	// what it holds at once (a "settle" call, verified as announcements
+	// are), and the trip comes half a FlushInterval (or a round trip, if
+	// longer) after the failure that makes it; a success held by an
+	// instance that missed the call (its subscription was down) arrives
+	// too late to end the run, as a late report of a synchronous breaker
+	// would. A Store that cannot make the call (not a backend.Settler)
+	// trips a FlushInterval after the failure, and later by as much as the
+	// process's batches were lately delivered late, up to ten intervals in
+	// all. Every outcome is counted
+	// exactly once: a batch carries the instance and a sequence number, and
+	// batches that could not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.
