@@ -379,6 +379,9 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		// (a batch that waited for the store to come back says nothing
 		// about this process's pace)
 		lateness.delivered(o.f.batch.Age(wall), b.s.FlushInterval, wall)
+		if o.f.timed {
+			lateness.timed(o.f.batch.Age(wall), b.flushWait())
+		}
 	}
 	more := b.pendingLocked()
 	b.mu.Unlock()
@@ -468,11 +471,12 @@ func (b *Breaker) settleCalled(int64) {
 
 // settleCallWait is how long after the answer that asked every instance
 // for its outcomes (Reply.Settling) b looks at its failures again: the
-// others hear the call about when b has its answer, and their reports take
-// about the round trip b's took. Half a flush interval at least, and a
-// settling time at most.
+// others hear the call about when b has its answer, and their reports
+// arrive about as late after it as this process's reports arrive after
+// they are due (lateBy.usual), or a round trip like b's. Half a flush
+// interval at least, and a settling time at most.
 func (b *Breaker) settleCallWait(took, settle time.Duration) time.Duration {
-	return min(settle, max(b.s.FlushInterval/2, took+settleMargin))
+	return min(settle, max(b.s.FlushInterval/2, took+settleMargin, lateness.usual()))
 }
 
 // urgentPending reports whether what waits should go at once.

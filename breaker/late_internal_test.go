@@ -36,3 +36,29 @@ func TestLatenessRemembersTheLastSecond(t *testing.T) {
 		t.Fatalf("an hour later, a batch 2ms late: %v, want 2ms", got)
 	}
 }
+
+// TestLatenessUsual: usual is the excess that 9 in 10 of the last timed
+// batches kept within; a batch sent sooner than its wait says nothing.
+func TestLatenessUsual(t *testing.T) {
+	const ms = time.Millisecond
+	var l lateBy
+	if got := l.usual(); got != 0 {
+		t.Fatalf("no batch: usual %v, want 0", got)
+	}
+	l.timed(ms, 4*ms) // sent sooner: not a sample
+	if got := l.usual(); got != 0 {
+		t.Fatalf("after a batch sent sooner: usual %v, want 0", got)
+	}
+	for i := 1; i <= 100; i++ {
+		l.timed(4*ms+time.Duration(i)*100*time.Microsecond, 4*ms) // late by 0.1 ms .. 10 ms
+	}
+	if got := l.usual(); got != 9*ms {
+		t.Fatalf("late by 0.1..10 ms: usual %v, want 9ms", got)
+	}
+	for i := 0; i < lateSamples; i++ {
+		l.timed(5*ms, 4*ms)
+	}
+	if got := l.usual(); got != ms {
+		t.Fatalf("the last %d late by 1 ms: usual %v, want 1ms", lateSamples, got)
+	}
+}

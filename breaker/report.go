@@ -176,6 +176,7 @@ type flush struct {
 	batch   backend.Batch
 	waiters []chan struct{}
 	failed  bool      // a delivery failed; counted in the breaker's unreported
+	timed   bool      // sent when due, for nothing but its flush wait
 	jumps   int       // times it went on above a sequence the store held (see answer)
 	through time.Time // the store's time through which failures settled
 	// a look to make again, again after the answer: the process got later
@@ -295,11 +296,14 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	default:
 		c := b.cell.Load()
 		batch := c.take(false)
-		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !b.lookDue(now) {
+		look := b.lookDue(now)
+		timed := batch.Failures == 0 && batch.Len() > 0 && batch.Len() < uint64(b.s.MaxBatch) &&
+			!b.settleNow && !b.catchUp && len(b.waiters) == 0 && !look
+		b.settleNow = false // (what the store asked for goes now)
+		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !look {
 			return nil
 		}
-		f = &flush{gen: c.gen, batch: batch}
-		b.settleNow = false
+		f = &flush{gen: c.gen, batch: batch, timed: timed}
 		b.feedFallback(batch, c.fed)
 		c.fed = 0
 	}
@@ -432,6 +436,10 @@ type lateBy struct {
 	mu        sync.Mutex
 	start     time.Time     // when the current period began
 	cur, prev time.Duration // the largest excess of the current period and of the one before
+	// the excesses of the last lateSamples batches sent when due (see
+	// timed), for usual
+	ring [lateSamples]time.Duration
+	n    int
 }
 
 // roll moves l to the period that holds now; the caller holds mu.
@@ -454,6 +462,35 @@ func (l *lateBy) delivered(age, interval time.Duration, now time.Time) {
 	l.mu.Unlock()
 }
 
+// timed notes the excess of a batch that was sent when due (not at once,
+// for a failure or a call of the store): how much later than its flush
+// wait it was delivered, its round trip included.
+func (l *lateBy) timed(age, wait time.Duration) {
+	if age < wait {
+		return // sent sooner after all (a Flush, a Close)
+	}
+	l.mu.Lock()
+	l.ring[l.n%lateSamples] = age - wait
+	l.n++
+	l.mu.Unlock()
+}
+
+// usual returns the excess that 9 in 10 of the last lateSamples timed
+// batches kept within (0 when none was late): how long a report that is
+// due usually takes to arrive.
+func (l *lateBy) usual() time.Duration {
+	l.mu.Lock()
+	n := min(l.n, lateSamples)
+	xs := make([]time.Duration, n)
+	copy(xs, l.ring[:n])
+	l.mu.Unlock()
+	if n == 0 {
+		return 0
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
+	return max(0, xs[(n-1)*9/10])
+}
+
 // recent returns the largest excess of the last lateMemory.
 func (l *lateBy) recent(now time.Time) time.Duration {
 	l.mu.Lock()
@@ -468,6 +505,8 @@ const (
 	lateMemory = 2 * time.Second
 	// maxSettle bounds settle, in flush intervals.
 	maxSettle = 10
+	// lateSamples is how many timed batches lateBy.usual reckons with.
+	lateSamples = 128
 )
 
 // settleMargin is how much before its flush interval ends a batch is sent,

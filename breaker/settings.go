@@ -153,8 +153,10 @@ const (
 	// success reported late can still end it. When such a run is long
 	// enough to trip, the store asks every instance over pub/sub to report
 	// what it holds at once (a "settle" call, verified as announcements
-	// are), and the trip comes half a FlushInterval (or a round trip, if
-	// longer) after the failure that makes it; a success held by an
+	// are), and the trip comes half a FlushInterval after the failure that
+	// makes it (longer when a round trip is, or the time 9 in 10 of the
+	// process's due reports take to arrive, on a loaded machine); a
+	// success held by an
 	// instance that missed the call (its subscription was down) arrives
 	// too late to end the run, as a late report of a synchronous breaker
 	// would. A Store that cannot make the call (not a backend.Settler)
