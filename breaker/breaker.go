@@ -65,10 +65,11 @@ type Breaker struct {
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool   // ask the store to move past the view's generation
-	settleNow    bool   // the store asked for the outcomes held (backend.Settler): report them at once
-	looks        []look // planned looks at failures that settle (see lookAt)
-	unreported   uint64 // outcomes that waited while the store was away
+	catchUp      bool      // ask the store to move past the view's generation
+	settleNow    bool      // the store asked for the outcomes held (backend.Settler): report them at once
+	settleAt     time.Time // when such a call was last heeded
+	looks        []look    // planned looks at failures that settle (see lookAt)
+	unreported   uint64    // outcomes that waited while the store was away
 	listeners    map[int]func(Event)
 	nextListener int
 }

@@ -453,15 +453,19 @@ func (b *Breaker) lookAt(through, due time.Time, with time.Duration) {
 
 // settleCalled is b's backend.Settler function: the store asks every
 // instance for the outcomes it holds of b, since a run of failures may
-// trip b once they are in. What b holds goes at once.
+// trip b once they are in. What b holds goes at once; at most once per
+// quarter of a flush interval, so that a flood of calls (a real one
+// published again and again) costs at most four reports per interval.
 func (b *Breaker) settleCalled(int64) {
 	if b.closed.Load() {
 		return
 	}
+	now := time.Now()
 	b.mu.Lock()
-	held := b.pendingCount() > 0 && (b.inflight == nil || b.pendingCount() > b.inflight.batch.Len())
+	held := b.pendingCount() > 0 && (b.inflight == nil || b.pendingCount() > b.inflight.batch.Len()) &&
+		now.Sub(b.settleAt) >= b.s.FlushInterval/4
 	if held {
-		b.settleNow = true
+		b.settleNow, b.settleAt = true, now
 	}
 	b.mu.Unlock()
 	if held {
