@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math/rand"
 	"strconv"
@@ -83,6 +84,7 @@ type Store struct {
 	// announceKeys: watched breaker name -> its announcement key (lib.lua's
 	// field sk), as the last reply or read gave it; guarded by mu.
 	announceKeys map[string]string
+	macs         map[string]hash.Hash // keyed HMACs, by key: the subscription's own (see signed)
 	nextID       int
 	subStop      context.CancelFunc
 	subDone      chan struct{}
@@ -136,6 +138,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		watchers:     map[string]map[int]func(int64, *backend.Reply){},
 		settlers:     map[string]map[int]func(int64){},
 		announceKeys: map[string]string{},
+		macs:         map[string]hash.Hash{},
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -202,7 +203,7 @@ func (s *Store) settle(name string, gen int64, payload string) {
 		return
 	}
 	head, mac, ok := strings.Cut(payload, "\n")
-	if !ok || !signed(key, head, mac) {
+	if !ok || !s.signed(key, mac, head) {
 		return
 	}
 	for _, fn := range fns {
@@ -259,7 +260,7 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 		return nil
 	}
 	body, mac, ok := strings.Cut(rest, "\n")
-	if !ok || !signed(key, head+"\n"+body, mac) {
+	if !ok || !s.signed(key, mac, head, body) {
 		return nil
 	}
 	f := strings.Split(body, " ")
@@ -282,20 +283,41 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 	return &rep
 }
 
-// signed reports whether mac is the HMAC-SHA1 of msg keyed with key, in
-// hex, as lib.lua's hmac makes it.
-func signed(key, msg, mac string) bool {
+// signed reports whether mac is the HMAC-SHA1 of the lines keyed with key,
+// in hex, as lib.lua's hmac makes it. Only the subscription's goroutine
+// calls it: it keeps the keyed hashes it made (s.macs) for the next
+// message of the same breaker.
+func (s *Store) signed(key, mac string, lines ...string) bool {
 	if len(mac) != 2*sha1.Size {
 		return false
 	}
-	want, err := hex.DecodeString(mac)
-	if err != nil {
+	var want [sha1.Size]byte
+	if _, err := hex.Decode(want[:], []byte(mac)); err != nil {
 		return false
 	}
-	h := hmac.New(sha1.New, []byte(key))
-	h.Write([]byte(msg))
-	return hmac.Equal(h.Sum(nil), want)
+	h := s.macs[key]
+	if h == nil {
+		if len(s.macs) >= maxMACs {
+			clear(s.macs)
+		}
+		h = hmac.New(sha1.New, []byte(key))
+		s.macs[key] = h
+	} else {
+		h.Reset()
+	}
+	for i, l := range lines {
+		if i > 0 {
+			h.Write([]byte{'\n'})
+		}
+		io.WriteString(h, l)
+	}
+	var got [sha1.Size]byte
+	return hmac.Equal(h.Sum(got[:0]), want[:])
 }
+
+// maxMACs bounds the keyed hashes the subscription keeps: one per breaker
+// it heard from lately.
+const maxMACs = 4096
 
 // learn keeps the announcement key of a watched breaker, lib.lua's field
 // sk, as a reply or a read gave it: 40 hex digits, else nothing.
