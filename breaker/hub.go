@@ -241,8 +241,14 @@ func (h *hub) collect(now time.Time, ops []op) []op {
 		b.urgent.Store(false)
 		if f := b.takeFlush(now); f != nil {
 			ops = append(ops, op{b: b, f: f})
-		} else if b.degraded.Load() {
-			ops = append(ops, b.readOp(0))
+		} else {
+			if next := b.plannedLook(); !next.IsZero() {
+				// nothing due yet: back in the queue for the next look
+				h.queueLocked(b, next)
+			}
+			if b.degraded.Load() {
+				ops = append(ops, b.readOp(0))
+			}
 		}
 	}
 	for len(ops) < maxOps && len(h.reads) > 0 {
@@ -380,7 +386,7 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 		// about this process's pace)
 		lateness.delivered(o.f.batch.Age(wall), b.s.FlushInterval, wall)
 		if o.f.timed {
-			lateness.timed(o.f.batch.Age(wall), b.flushWait())
+			lateness.timed(o.f.batch.Age(wall), b.flushWait(), wall)
 		}
 	}
 	more := b.pendingLocked()
@@ -417,10 +423,7 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	if !o.f.again.IsZero() {
 		b.lookAt(o.f.again, wall.Add(o.f.againAfter), o.f.batch.Settle)
 	}
-	b.mu.Lock()
-	next := b.nextLook()
-	b.mu.Unlock()
-	if !next.IsZero() {
+	if next := b.plannedLook(); !next.IsZero() {
 		b.hub.scheduleAt(b, next) // a look planned for later than the one sent
 	}
 }
@@ -453,23 +456,33 @@ func (b *Breaker) lookAt(through, due time.Time, with time.Duration) {
 
 // settleCalled is b's backend.Settler function: the store asks every
 // instance for the outcomes it holds of b, since a run of failures may
-// trip b once they are in. What b holds goes at once; at most once per
-// quarter of a flush interval, so that a flood of calls (a real one
-// published again and again) costs at most four reports per interval.
+// trip b once they are in. What b holds goes at once, or a quarter of a
+// flush interval after the last report a call brought, whichever is later:
+// a flood of calls (a real one published again and again) costs at most
+// four reports per interval, and a call is never dropped (the instance
+// that made the run looks half an interval after it).
 func (b *Breaker) settleCalled(int64) {
 	if b.closed.Load() {
 		return
 	}
 	now := time.Now()
 	b.mu.Lock()
-	held := b.pendingCount() > 0 && (b.inflight == nil || b.pendingCount() > b.inflight.batch.Len()) &&
-		now.Sub(b.settleAt) >= b.s.FlushInterval/4
+	held := !b.settleNow && b.pendingCount() > 0 &&
+		(b.inflight == nil || b.pendingCount() > b.inflight.batch.Len())
+	due := now
 	if held {
-		b.settleNow, b.settleAt = true, now
+		if next := b.settleAt.Add(b.s.FlushInterval / 4); next.After(now) {
+			due = next
+		}
+		b.settleNow, b.settleAt = true, due
 	}
 	b.mu.Unlock()
-	if held {
+	switch {
+	case !held:
+	case due.Equal(now):
 		b.hub.schedule(b, true, false)
+	default:
+		b.hub.scheduleAt(b, due)
 	}
 }
 
@@ -480,7 +493,14 @@ func (b *Breaker) settleCalled(int64) {
 // they are due (lateBy.usual), or a round trip like b's. Half a flush
 // interval at least, and a settling time at most.
 func (b *Breaker) settleCallWait(took, settle time.Duration) time.Duration {
-	return min(settle, max(b.s.FlushInterval/2, took+settleMargin, lateness.usual()))
+	return min(settle, max(b.s.FlushInterval/2, took+settleMargin, lateness.usual(time.Now())))
+}
+
+// plannedLook returns when b's next planned look is due (zero: none).
+func (b *Breaker) plannedLook() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nextLook()
 }
 
 // urgentPending reports whether what waits should go at once.

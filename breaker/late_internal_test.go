@@ -38,27 +38,32 @@ func TestLatenessRemembersTheLastSecond(t *testing.T) {
 }
 
 // TestLatenessUsual: usual is the excess that 9 in 10 of the last timed
-// batches kept within; a batch sent sooner than its wait says nothing.
+// batches kept within; a batch sent sooner than its wait says nothing, and
+// neither does one delivered more than usualMemory ago.
 func TestLatenessUsual(t *testing.T) {
 	const ms = time.Millisecond
+	t0 := time.Unix(1000, 0)
 	var l lateBy
-	if got := l.usual(); got != 0 {
+	if got := l.usual(t0); got != 0 {
 		t.Fatalf("no batch: usual %v, want 0", got)
 	}
-	l.timed(ms, 4*ms) // sent sooner: not a sample
-	if got := l.usual(); got != 0 {
+	l.timed(ms, 4*ms, t0) // sent sooner: not a sample
+	if got := l.usual(t0); got != 0 {
 		t.Fatalf("after a batch sent sooner: usual %v, want 0", got)
 	}
 	for i := 1; i <= 100; i++ {
-		l.timed(4*ms+time.Duration(i)*100*time.Microsecond, 4*ms) // late by 0.1 ms .. 10 ms
+		l.timed(4*ms+time.Duration(i)*100*time.Microsecond, 4*ms, t0) // late by 0.1 ms .. 10 ms
 	}
-	if got := l.usual(); got != 9*ms {
+	if got := l.usual(t0.Add(ms)); got != 9*ms {
 		t.Fatalf("late by 0.1..10 ms: usual %v, want 9ms", got)
 	}
-	for i := 0; i < lateSamples; i++ {
-		l.timed(5*ms, 4*ms)
+	if got := l.usual(t0.Add(usualMemory)); got != 0 {
+		t.Fatalf("%v later: usual %v, want 0", usualMemory, got)
 	}
-	if got := l.usual(); got != ms {
+	for i := 0; i < lateSamples; i++ {
+		l.timed(5*ms, 4*ms, t0.Add(ms))
+	}
+	if got := l.usual(t0.Add(2 * ms)); got != ms {
 		t.Fatalf("the last %d late by 1 ms: usual %v, want 1ms", lateSamples, got)
 	}
 }

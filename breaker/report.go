@@ -286,6 +286,7 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		return b.inflight
 	}
 	var f *flush
+	cellFlush := false // the view's generation: a planned look may go with it
 	switch {
 	case len(b.probes) > 0:
 		f = b.probes[0]
@@ -304,6 +305,7 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch, timed: timed}
+		cellFlush = true
 		b.feedFallback(batch, c.fed)
 		c.fed = 0
 	}
@@ -311,11 +313,13 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		f.waiters, b.waiters = b.waiters, nil
 	}
 	f.batch.Settle = b.settle()
-	if l, ok := b.takeLook(now); ok {
-		f.through = l.through
-		if d := f.batch.Settle - l.with; d > 0 {
-			f.through = l.through.Add(-d)
-			f.again, f.againAfter = l.through, d
+	if cellFlush {
+		if l, ok := b.takeLook(now); ok {
+			f.through = l.through
+			if d := f.batch.Settle - l.with; d > 0 {
+				f.through = l.through.Add(-d)
+				f.again, f.againAfter = l.through, d
+			}
 		}
 	}
 	b.catchUp = false
@@ -437,9 +441,15 @@ type lateBy struct {
 	start     time.Time     // when the current period began
 	cur, prev time.Duration // the largest excess of the current period and of the one before
 	// the excesses of the last lateSamples batches sent when due (see
-	// timed), for usual
-	ring [lateSamples]time.Duration
+	// timed), and when they were delivered, for usual
+	ring [lateSamples]lateSample
 	n    int
+}
+
+// lateSample is the excess of one timed batch, delivered at at.
+type lateSample struct {
+	excess time.Duration
+	at     time.Time
 }
 
 // roll moves l to the period that holds now; the caller holds mu.
@@ -465,30 +475,34 @@ func (l *lateBy) delivered(age, interval time.Duration, now time.Time) {
 // timed notes the excess of a batch that was sent when due (not at once,
 // for a failure or a call of the store): how much later than its flush
 // wait it was delivered, its round trip included.
-func (l *lateBy) timed(age, wait time.Duration) {
+func (l *lateBy) timed(age, wait time.Duration, now time.Time) {
 	if age < wait {
 		return // sent sooner after all (a Flush, a Close)
 	}
 	l.mu.Lock()
-	l.ring[l.n%lateSamples] = age - wait
+	l.ring[l.n%lateSamples] = lateSample{excess: age - wait, at: now}
 	l.n++
 	l.mu.Unlock()
 }
 
 // usual returns the excess that 9 in 10 of the last lateSamples timed
-// batches kept within (0 when none was late): how long a report that is
-// due usually takes to arrive.
-func (l *lateBy) usual() time.Duration {
+// batches of the last usualMemory kept within (0 when none was late, or
+// none was delivered lately): how long a report that is due usually
+// takes to arrive.
+func (l *lateBy) usual(now time.Time) time.Duration {
 	l.mu.Lock()
-	n := min(l.n, lateSamples)
-	xs := make([]time.Duration, n)
-	copy(xs, l.ring[:n])
+	xs := make([]time.Duration, 0, lateSamples)
+	for i := 0; i < min(l.n, lateSamples); i++ {
+		if x := l.ring[i]; now.Sub(x.at) < usualMemory {
+			xs = append(xs, x.excess)
+		}
+	}
 	l.mu.Unlock()
-	if n == 0 {
+	if len(xs) == 0 {
 		return 0
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
-	return max(0, xs[(n-1)*9/10])
+	return max(0, xs[(len(xs)-1)*9/10])
 }
 
 // recent returns the largest excess of the last lateMemory.
@@ -505,8 +519,10 @@ const (
 	lateMemory = 2 * time.Second
 	// maxSettle bounds settle, in flush intervals.
 	maxSettle = 10
-	// lateSamples is how many timed batches lateBy.usual reckons with.
+	// lateSamples is how many timed batches lateBy.usual reckons with, and
+	// usualMemory how recent they must be.
 	lateSamples = 128
+	usualMemory = 10 * time.Second
 )
 
 // settleMargin is how much before its flush interval ends a batch is sent,

@@ -125,7 +125,9 @@ func newStore(t *testing.T) *store.Store {
 	m := miniredis.RunT(t)
 	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
-	st, err := store.New(c, store.Options{Prefix: "t"})
+	// (a generous timeout: these tests are not about a slow store, and a
+	// loaded machine must not make the breakers decide locally)
+	st, err := store.New(c, store.Options{Prefix: "t", Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
