@@ -155,16 +155,15 @@ const (
 	// what it holds at once (a "settle" call, verified as announcements
 	// are), and the trip comes half a FlushInterval after the failure that
 	// makes it (longer when a round trip is, or the time 9 in 10 of the
-	// process's due reports take to arrive, on a loaded machine); a
-	// success held by an
-	// instance that missed the call (its subscription was down) arrives
-	// too late to end the run, as a late report of a synchronous breaker
-	// would. A Store that cannot make the call (not a backend.Settler)
-	// trips a FlushInterval after the failure, and later by as much as the
-	// process's batches were lately delivered late, up to ten intervals in
-	// all. Every outcome is counted
-	// exactly once: a batch carries the instance and a sequence number, and
-	// batches that could not be delivered wait for the store.
+	// process's due reports take to arrive, on a loaded machine). A success
+	// held by an instance that missed the call (its subscription was down,
+	// or it runs a version without settle calls) arrives too late to end
+	// the run, as a late report of a synchronous breaker would. A Store that
+	// cannot make the call (not a backend.Settler) trips a FlushInterval
+	// after the failure, and later by as much as the process's batches were
+	// lately delivered late, up to ten intervals in all. Every outcome is
+	// counted exactly once: a batch carries the instance and a sequence
+	// number, and batches that could not be delivered wait for the store.
 	ReportBatched Reporting = iota
 	// ReportSync reports every outcome before Done returns, so that the
 	// next call sees its effect; concurrent outcomes share a store call.
