@@ -669,10 +669,7 @@ func (b *Breaker) Close() error {
 	// Outcomes of calls that ended while Close delivered the others (a
 	// batch the hub has taken is answered still).
 	b.mu.Lock()
-	left := b.pendingCount()
-	if b.inflight != nil {
-		left -= b.inflight.batch.Len()
-	}
+	left := b.heldCount()
 	answered := b.inflight == nil
 	b.mu.Unlock()
 	if answered {

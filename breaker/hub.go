@@ -241,14 +241,13 @@ func (h *hub) collect(now time.Time, ops []op) []op {
 		b.urgent.Store(false)
 		if f := b.takeFlush(now); f != nil {
 			ops = append(ops, op{b: b, f: f})
-		} else {
-			if next := b.plannedLook(); !next.IsZero() {
-				// nothing due yet: back in the queue for the next look
-				h.queueLocked(b, next)
-			}
-			if b.degraded.Load() {
-				ops = append(ops, b.readOp(0))
-			}
+		} else if b.degraded.Load() {
+			ops = append(ops, b.readOp(0))
+		}
+		if next := b.plannedLook(); next.After(now) {
+			// a look planned for later: b is back in the queue for it,
+			// whatever this turn sent
+			h.queueLocked(b, next)
 		}
 	}
 	for len(ops) < maxOps && len(h.reads) > 0 {
@@ -423,9 +422,6 @@ func (b *Breaker) answer(o op, res backend.Op, took time.Duration) {
 	if !o.f.again.IsZero() {
 		b.lookAt(o.f.again, wall.Add(o.f.againAfter), o.f.batch.Settle)
 	}
-	if next := b.plannedLook(); !next.IsZero() {
-		b.hub.scheduleAt(b, next) // a look planned for later than the one sent
-	}
 }
 
 // flushed tells the observer of a batch the store answered (err nil) or
@@ -467,8 +463,7 @@ func (b *Breaker) settleCalled(int64) {
 	}
 	now := time.Now()
 	b.mu.Lock()
-	held := !b.settleNow && b.pendingCount() > 0 &&
-		(b.inflight == nil || b.pendingCount() > b.inflight.batch.Len())
+	held := !b.settleNow && b.heldCount() > 0
 	due := now
 	if held {
 		if next := b.settleAt.Add(b.s.FlushInterval / 4); next.After(now) {

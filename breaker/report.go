@@ -286,7 +286,7 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 		return b.inflight
 	}
 	var f *flush
-	cellFlush := false // the view's generation: a planned look may go with it
+	settle := b.settle()
 	switch {
 	case len(b.probes) > 0:
 		f = b.probes[0]
@@ -305,23 +305,22 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch, timed: timed}
-		cellFlush = true
 		b.feedFallback(batch, c.fed)
 		c.fed = 0
-	}
-	if len(f.waiters) == 0 && f.lease == "" {
-		f.waiters, b.waiters = b.waiters, nil
-	}
-	f.batch.Settle = b.settle()
-	if cellFlush {
+		// A planned look goes with a report of the view's generation only
+		// (one of an ended generation is stale, and its answer moot).
 		if l, ok := b.takeLook(now); ok {
 			f.through = l.through
-			if d := f.batch.Settle - l.with; d > 0 {
+			if d := settle - l.with; d > 0 {
 				f.through = l.through.Add(-d)
 				f.again, f.againAfter = l.through, d
 			}
 		}
 	}
+	if len(f.waiters) == 0 && f.lease == "" {
+		f.waiters, b.waiters = b.waiters, nil
+	}
+	f.batch.Settle = settle
 	b.catchUp = false
 	f.seq = nextSeq(now)
 	b.inflight = f
@@ -535,6 +534,16 @@ func (b *Breaker) pendingLocked() bool {
 		return true
 	}
 	return b.cell.Load().w.Load()&^sealedBit != 0 || b.cell.Load().spill.Len() > 0
+}
+
+// heldCount returns how many outcomes wait to be delivered and are not on
+// their way; the caller holds mu.
+func (b *Breaker) heldCount() uint64 {
+	n := b.pendingCount()
+	if b.inflight != nil {
+		n -= b.inflight.batch.Len()
+	}
+	return n
 }
 
 // pendingCount returns how many outcomes wait to be delivered; the caller

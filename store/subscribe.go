@@ -192,12 +192,9 @@ func parseSettle(payload string) (gen int64, name string, ok bool) {
 // settle calls the WatchSettle functions of name when payload's HMAC
 // verifies with the key the store last learnt for the breaker.
 func (s *Store) settle(name string, gen int64, payload string) {
+	fns := listed(s, s.settlers, name)
 	s.mu.Lock()
 	key := s.announceKeys[name]
-	fns := make([]func(int64), 0, len(s.settlers[name]))
-	for _, fn := range s.settlers[name] {
-		fns = append(fns, fn)
-	}
 	s.mu.Unlock()
 	if key == "" || len(fns) == 0 {
 		return
@@ -211,14 +208,19 @@ func (s *Store) settle(name string, gen int64, payload string) {
 	}
 }
 
-func (s *Store) notify(name string, gen int64, verified *backend.Reply) {
+// listed returns m's functions for name, to be called without mu.
+func listed[F any](s *Store, m map[string]map[int]F, name string) []F {
 	s.mu.Lock()
-	fns := make([]func(int64, *backend.Reply), 0, len(s.watchers[name]))
-	for _, fn := range s.watchers[name] {
+	defer s.mu.Unlock()
+	fns := make([]F, 0, len(m[name]))
+	for _, fn := range m[name] {
 		fns = append(fns, fn)
 	}
-	s.mu.Unlock()
-	for _, fn := range fns {
+	return fns
+}
+
+func (s *Store) notify(name string, gen int64, verified *backend.Reply) {
+	for _, fn := range listed(s, s.watchers, name) {
 		if verified != nil {
 			r := *verified // each watcher its own copy
 			fn(gen, &r)

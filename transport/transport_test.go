@@ -999,15 +999,7 @@ func TestRoundTripRefusesAnInvalidRequest(t *testing.T) {
 	if n := rec.attempts.Load(); n != 0 || srv.hits.Load() != 0 {
 		t.Errorf("%d attempts, %d requests at the server; want none", n, srv.hits.Load())
 	}
-	req, _ := http.NewRequest("GET", srv.URL, nil)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("a valid request after the invalid ones: %v", err)
-	}
-	resp.Body.Close()
-	if c := counts(t, tr, srv.host()); c.Failures != 0 || c.Successes != 1 {
-		t.Errorf("counts = %+v, want the valid request's success alone", c)
-	}
+	onlyTheValidOneCounts(t, tr, srv, "the invalid ones")
 }
 
 // An error that an *http.Transport returns before it asks for a connection
@@ -1031,10 +1023,18 @@ func TestRoundTripCountsNothingThatNeverLeft(t *testing.T) {
 	if n := attempts.Load(); n != 3 {
 		t.Errorf("%d attempts for 3 requests, want 3 (no retry)", n)
 	}
+	onlyTheValidOneCounts(t, tr, srv, "the ftp ones")
+}
+
+// onlyTheValidOneCounts sends a valid GET to srv through tr, after what
+// went before, and checks that the host's breaker counted its success
+// alone.
+func onlyTheValidOneCounts(t *testing.T, tr *transport.Transport, srv *server, before string) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", srv.URL, nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("a valid request after the ftp ones: %v", err)
+		t.Fatalf("a valid request after %s: %v", before, err)
 	}
 	resp.Body.Close()
 	if c := counts(t, tr, srv.host()); c.Failures != 0 || c.Successes != 1 {
