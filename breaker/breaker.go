@@ -33,7 +33,7 @@ type Breaker struct {
 	fallback *circuitbreaker.CircuitBreaker
 	hub      *hub
 	unwatch  func()
-	idTaken  bool      // s.Instance is b's id among the live breakers of its name on its store
+	id       *idKey    // s.Instance's key among the live ids of its name on its store (nil: not tracked)
 	idOnce   sync.Once // frees the id
 
 	v        atomic.Pointer[view] // the view of the shared state; never nil
@@ -98,10 +98,10 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var idTaken bool
-	s.Instance, idTaken = takeID(st, name, s.Instance)
+	var id *idKey
+	s.Instance, id = takeID(st, name, s.Instance)
 	b := &Breaker{
-		idTaken:   idTaken,
+		id:        id,
 		name:      name,
 		store:     st,
 		s:         s,

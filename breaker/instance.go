@@ -29,10 +29,11 @@ var liveIDs = struct {
 }{m: map[idKey]struct{}{}}
 
 // takeID returns the id a new breaker called name on st reports as, and
-// whether it was taken (a Store that cannot be a map key is not tracked).
-func takeID(st Store, name, instance string) (string, bool) {
+// the key it holds among the live ids (nil when st cannot be a map key: it
+// is not tracked).
+func takeID(st Store, name, instance string) (string, *idKey) {
 	if !reflect.TypeOf(st).Comparable() {
-		return instance, false
+		return instance, nil
 	}
 	liveIDs.Lock()
 	defer liveIDs.Unlock()
@@ -43,18 +44,20 @@ func takeID(st Store, name, instance string) (string, bool) {
 		}
 		id = instance + "#" + strconv.Itoa(n)
 	}
-	liveIDs.m[idKey{st, name, id}] = struct{}{}
-	return id, true
+	k := &idKey{st, name, id}
+	liveIDs.m[*k] = struct{}{}
+	return id, k
 }
 
-// releaseID frees b's id, once.
+// releaseID frees b's id, once. (It frees the key takeID gave: b.store may
+// have been wrapped since, for an Observer.)
 func (b *Breaker) releaseID() {
-	if !b.idTaken {
+	if b.id == nil {
 		return
 	}
 	b.idOnce.Do(func() {
 		liveIDs.Lock()
-		delete(liveIDs.m, idKey{b.store, b.name, b.s.Instance})
+		delete(liveIDs.m, *b.id)
 		liveIDs.Unlock()
 	})
 }

@@ -65,6 +65,24 @@ func TestSameNameAndInstanceCountEveryOutcome(t *testing.T) {
 	}
 }
 
+// TestAnObservedBreakersIDIsFreedOnClose: a breaker with an Observer (whose
+// store calls are wrapped to be observed) frees its id on Close like any
+// other: the next breaker of its name and Instance reports under it.
+func TestAnObservedBreakersIDIsFreedOnClose(t *testing.T) {
+	srv := redistest.Start(t)
+	st := realStore(t, srv)
+	s := breaker.Settings{Instance: "pod-1", Observer: breaker.NopObserver{}}
+	for i := 0; i < 3; i++ {
+		b := mustNew(t, "observed", st, s)
+		if b.Instance() != "pod-1" {
+			t.Fatalf("breaker %d after %d closed: reports as %q, want pod-1", i+1, i, b.Instance())
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // The state hash forgets instances that reported nothing for the keys' idle
 // expiry (an hour at least) when a report renews that expiry, so that a
 // breaker in use for months does not keep every process, and every breaker
