@@ -21,7 +21,10 @@ const fleetSize = 20
 // outcome (before Done) until every one of 20 instances rejects calls
 // (each has adopted the open state); BenchmarkPublish20 measures a raw
 // PUBLISH reaching 20 subscribers on the same server. Both report p50 and
-// p99 over their iterations (run them with -benchtime 200x or more).
+// p99 over their iterations (run them with -benchtime 200x or more). Each
+// starts its next iteration as soon as every instance (subscriber) heard
+// the last one: here, once every instance's listener heard the breaker
+// closed again.
 func BenchmarkConvergence(b *testing.B) {
 	srv := startRedis(b)
 	e := newEnv(b, srv)
@@ -30,12 +33,20 @@ func BenchmarkConvergence(b *testing.B) {
 	var mu sync.Mutex
 	var opened map[int]time.Time
 	allOpen := make(chan struct{}, 1)
+	closed := make(chan struct{}, fleetSize) // an instance heard the breaker closed
 	for i := range fleet {
 		si := s
 		si.Instance = fmt.Sprintf("pod-%02d", i)
 		fleet[i] = e.instance(false, si)
 		i := i
 		fleet[i].Listen(func(ev breaker.Event) {
+			if ev.Kind == breaker.StateChanged && ev.To == breaker.Closed {
+				select {
+				case closed <- struct{}{}:
+				default: // (more than one round's: the check after the wait catches it)
+				}
+				return
+			}
 			if ev.Kind != breaker.StateChanged || ev.To != breaker.Open {
 				return
 			}
@@ -54,10 +65,23 @@ func BenchmarkConvergence(b *testing.B) {
 	}
 	ctx := context.Background()
 	closeAll := func() {
+		open := 0
+		for _, in := range fleet {
+			if in.State() != breaker.Closed {
+				open++
+			}
+		}
 		if err := fleet[0].ForceClose(ctx); err != nil {
 			b.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
+		for ; open > 0; open-- {
+			select {
+			case <-closed:
+			case <-time.After(time.Until(deadline)):
+				b.Fatalf("%d instances did not hear the breaker closed within 10s", open)
+			}
+		}
 		for _, in := range fleet {
 			for in.State() != breaker.Closed {
 				if time.Now().After(deadline) {

@@ -65,12 +65,12 @@ type Breaker struct {
 	probes       []*flush
 	old          []pendingGen
 	waiters      []chan struct{}
-	catchUp      bool      // ask the store to move past the view's generation
-	settleNow    bool      // the store asked for the outcomes held (backend.Settler): report them at once
-	settleAt     time.Time // when such a call was last heeded
-	looks        []look    // planned looks at failures that settle (see lookAt)
-	unreported   uint64    // outcomes that waited while the store was away
-	listeners    map[int]func(Event)
+	catchUp      bool       // ask the store to move past the view's generation
+	settleNow    bool       // the store asked for the outcomes held (backend.Settler): report them at once
+	settleAt     time.Time  // when such a call was last heeded
+	looks        []look     // planned looks at failures that settle (see lookAt)
+	unreported   uint64     // outcomes that waited while the store was away
+	listeners    []listener // in the order they were registered; replaced, never changed
 	nextListener int
 }
 
@@ -101,16 +101,15 @@ func New(name string, st Store, s Settings) (*Breaker, error) {
 	var id *idKey
 	s.Instance, id = takeID(st, name, s.Instance)
 	b := &Breaker{
-		id:        id,
-		name:      name,
-		store:     st,
-		s:         s,
-		policy:    s.policy(),
-		clock:     s.Clock,
-		listeners: map[int]func(Event){},
-		heapIdx:   -1,
-		refIdx:    -1,
-		gone:      make(chan struct{}),
+		id:      id,
+		name:    name,
+		store:   st,
+		s:       s,
+		policy:  s.policy(),
+		clock:   s.Clock,
+		heapIdx: -1,
+		refIdx:  -1,
+		gone:    make(chan struct{}),
 	}
 	b.fallback = newFallback(s, b.localChanged)
 	b.v.Store(&view{})
@@ -634,11 +633,16 @@ func (b *Breaker) Listen(fn func(Event)) (stop func()) {
 	defer b.mu.Unlock()
 	id := b.nextListener
 	b.nextListener++
-	b.listeners[id] = fn
+	b.listeners = append(b.listeners[:len(b.listeners):len(b.listeners)], listener{id, fn})
 	return func() {
 		b.mu.Lock()
-		delete(b.listeners, id)
-		b.mu.Unlock()
+		defer b.mu.Unlock()
+		for i, l := range b.listeners {
+			if l.id == id {
+				b.listeners = append(b.listeners[:i:i], b.listeners[i+1:]...)
+				return
+			}
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package breaker
 
 import (
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -91,7 +90,8 @@ type eventQueue struct {
 
 	mu       sync.Mutex // a leaf lock, taken under the local breaker's own
 	queue    []Event
-	draining bool // a goroutine is handing queue to the listeners
+	spare    []Event // an emptied queue, for the next events
+	draining bool    // a goroutine is handing queue to the listeners
 }
 
 // emit hands e to b's listeners, after the events queued before it.
@@ -123,35 +123,35 @@ func (b *Breaker) drain() {
 	}()
 	for len(q.queue) > 0 {
 		es := q.queue
-		q.queue = nil
+		q.queue, q.spare = q.spare, nil
 		q.mu.Unlock()
 		fns := b.listening()
 		for _, e := range es {
-			for _, fn := range fns {
-				fn(e)
+			for _, l := range fns {
+				l.fn(e)
 			}
 		}
+		clear(es)
 		q.mu.Lock()
+		q.spare = es[:0]
 	}
 	q.draining = false
 	done = true
 	q.mu.Unlock()
 }
 
-// listening returns b's listeners, in the order they were registered.
-func (b *Breaker) listening() []func(Event) {
+// listener is a function Listen registered.
+type listener struct {
+	id int
+	fn func(Event)
+}
+
+// listening returns b's listeners, in the order they were registered (a
+// slice that is never changed).
+func (b *Breaker) listening() []listener {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ids := make([]int, 0, len(b.listeners))
-	for id := range b.listeners {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	fns := make([]func(Event), len(ids))
-	for i, id := range ids {
-		fns[i] = b.listeners[id]
-	}
-	return fns
+	return b.listeners
 }
 
 // localChanged is the local breaker's hook, called under its lock on every

@@ -130,6 +130,19 @@ func TestRedisAnnouncementsAreVerified(t *testing.T) {
 			t.Errorf("forged %q: %+v, want a hint of generation %d", forged, a, tripped.Generation+1)
 		}
 	}
+	// Signed with the key but not an announcement's state: a field short,
+	// one too many, an empty one, a count that is not one.
+	last := strings.LastIndexByte(body, ' ')
+	for _, bad := range []string{body[:last], body + " 7", strings.Replace(body, " 0 0 ", " 0  ", 1),
+		strings.Replace(body, "mallory 0", "mallory x", 1)} {
+		msg := head + "\n" + bad
+		if err := e.raw.Publish(ctx, e.st.Channel(), msg+"\n"+sign(key, msg)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if a := next(t, ch); a.verified != nil || a.gen != tripped.Generation+1 {
+			t.Errorf("signed %q: %+v, want a hint of generation %d", bad, a, tripped.Generation+1)
+		}
+	}
 	// Signed with the breaker's key, the same message verifies: the key is
 	// what tells the breaker's script from anyone else.
 	if err := e.raw.Publish(ctx, e.st.Channel(), good).Err(); err != nil {

@@ -85,6 +85,7 @@ type Store struct {
 	// field sk), as the last reply or read gave it; guarded by mu.
 	announceKeys map[string]string
 	macs         map[string]hash.Hash // keyed HMACs, by key: the subscription's own (see signed)
+	macBuf       []byte               // the subscription's own (see signed)
 	nextID       int
 	subStop      context.CancelFunc
 	subDone      chan struct{}
@@ -371,7 +372,11 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	if !ok || len(a) < replyLen {
 		return backend.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
 	}
-	p := parser{a: a}
+	return parseFields(&parser{a: a, n: len(a)})
+}
+
+// parseFields reads a script's reply from p's fields (see parseReply).
+func parseFields(p *parser) (backend.Reply, error) {
 	var r backend.Reply
 	r.Verdict = p.verdict(0)
 	r.State = p.state(1)
@@ -399,13 +404,13 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
 	r.ServerTime = time.UnixMilli(p.int(24))
-	if len(a) > replyLen {
+	if p.n > replyLen {
 		r.ServerTime = time.UnixMicro(p.int(25))
 	}
-	if len(a) > replyLen+2 {
+	if p.n > replyLen+2 {
 		r.LastSeq = p.int(replyLen + 2) // a duplicate's (record.lua)
 	}
-	if len(a) > replyLen+3 {
+	if p.n > replyLen+3 {
 		r.Settling = p.int(replyLen+3) == 1 // record.lua asked the instances to report
 	}
 	if p.err != nil {
@@ -430,18 +435,34 @@ func lenOf(v interface{}) int {
 	return 0
 }
 
+// parser reads n fields: a reply's (a), or an announcement's, which are
+// text (s, when a is nil).
 type parser struct {
 	a   []interface{}
+	s   []string
+	n   int
 	err error
+}
+
+// field returns field i.
+func (p *parser) field(i int) interface{} {
+	if p.a == nil {
+		return p.s[i]
+	}
+	return p.a[i]
 }
 
 func (p *parser) fail(i int, want string) {
 	if p.err == nil {
-		p.err = fmt.Errorf("%w: field %d is %T %v, want %s", ErrProtocol, i+1, p.a[i], p.a[i], want)
+		v := p.field(i)
+		p.err = fmt.Errorf("%w: field %d is %T %v, want %s", ErrProtocol, i+1, v, v, want)
 	}
 }
 
 func (p *parser) str(i int) string {
+	if p.a == nil {
+		return p.s[i]
+	}
 	s, ok := p.a[i].(string)
 	if !ok {
 		p.fail(i, "a string")
@@ -450,6 +471,13 @@ func (p *parser) str(i int) string {
 }
 
 func (p *parser) int(i int) int64 {
+	if p.a == nil {
+		if n, err := strconv.ParseInt(p.s[i], 10, 64); err == nil {
+			return n
+		}
+		p.fail(i, "an integer")
+		return 0
+	}
 	switch v := p.a[i].(type) {
 	case int64:
 		return v

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -220,12 +219,13 @@ func listed[F any](s *Store, m map[string]map[int]F, name string) []F {
 }
 
 func (s *Store) notify(name string, gen int64, verified *backend.Reply) {
-	for _, fn := range listed(s, s.watchers, name) {
-		if verified != nil {
-			r := *verified // each watcher its own copy
+	fns := listed(s, s.watchers, name)
+	for i, fn := range fns {
+		if verified != nil && i < len(fns)-1 {
+			r := *verified // each watcher its own copy (the last one takes verified)
 			fn(gen, &r)
 		} else {
-			fn(gen, nil)
+			fn(gen, verified)
 		}
 	}
 }
@@ -262,34 +262,36 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 		return nil
 	}
 	body, mac, ok := strings.Cut(rest, "\n")
-	if !ok || !s.signed(key, mac, head, body) {
+	if !ok || !s.signed(key, mac, payload[:len(head)+1+len(body)]) {
 		return nil
 	}
-	f := strings.Split(body, " ")
-	if len(f) != announcedFields {
-		return nil
+	// The reply these fields come from (lib.lua): fields 2 to 20, then
+	// 23 to 26; a verdict, and neither a lease nor a change of its own.
+	var a [replyLen + 1]string
+	a[0], a[20], a[21] = string(backend.VerdictOK), "", "0"
+	for i := 0; i < announcedFields; i++ {
+		at := i + 1
+		if i >= 19 {
+			at = i + 3
+		}
+		var ok bool
+		a[at], body, ok = strings.Cut(body, " ")
+		if ok == (i == announcedFields-1) {
+			return nil // too few fields, or too many
+		}
 	}
-	a := make([]interface{}, 0, replyLen+1)
-	a = append(a, string(backend.VerdictOK))
-	for _, x := range f[:19] {
-		a = append(a, x)
-	}
-	a = append(a, "", "0") // lease, changed
-	for _, x := range f[19:] {
-		a = append(a, x)
-	}
-	rep, err := parseReply(a)
+	rep, err := parseFields(&parser{s: a[:], n: len(a)})
 	if err != nil || rep.Generation != gen {
 		return nil
 	}
 	return &rep
 }
 
-// signed reports whether mac is the HMAC-SHA1 of the lines keyed with key,
-// in hex, as lib.lua's hmac makes it. Only the subscription's goroutine
-// calls it: it keeps the keyed hashes it made (s.macs) for the next
-// message of the same breaker.
-func (s *Store) signed(key, mac string, lines ...string) bool {
+// signed reports whether mac is the HMAC-SHA1 of msg keyed with key, in
+// hex, as lib.lua's hmac makes it. Only the subscription's goroutine calls
+// it: it keeps the keyed hashes it made (s.macs) for the next message of
+// the same breaker, and one buffer for the message and its digest.
+func (s *Store) signed(key, mac, msg string) bool {
 	if len(mac) != 2*sha1.Size {
 		return false
 	}
@@ -307,14 +309,10 @@ func (s *Store) signed(key, mac string, lines ...string) bool {
 	} else {
 		h.Reset()
 	}
-	for i, l := range lines {
-		if i > 0 {
-			h.Write([]byte{'\n'})
-		}
-		io.WriteString(h, l)
-	}
-	var got [sha1.Size]byte
-	return hmac.Equal(h.Sum(got[:0]), want[:])
+	s.macBuf = append(s.macBuf[:0], msg...)
+	h.Write(s.macBuf)
+	s.macBuf = h.Sum(s.macBuf[:0])
+	return hmac.Equal(s.macBuf, want[:])
 }
 
 // maxMACs bounds the keyed hashes the subscription keeps: one per breaker
