@@ -494,9 +494,11 @@ local function reply(verdict, wait, lease)
     -- HMAC-SHA1 of both lines keyed with sk, one line each. An instance
     -- that knows sk adopts the state at once; any other message is a hint
     -- to read the state.
-    local msg = string.format('%d %s\n%s %d %d %s %s %s %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d', ST.gen, NAME,
-      r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16],
-      r[17], r[18], r[19], r[20], r[23], r[24], r[25], r[26])
+    -- (Text goes in by concatenation: Lua's %s stops at a NUL byte.)
+    local msg = string.format('%d ', ST.gen) .. NAME .. '\n' .. r[2] .. string.format(' %d %d ', r[3], r[4]) ..
+      r[5] .. ' ' .. r[6] .. ' ' .. r[7] ..
+      string.format(' %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d', r[8], r[9], r[10], r[11], r[12],
+        r[13], r[14], r[15], r[16], r[17], r[18], r[19], r[20], r[23], r[24], r[25], r[26])
     redis.call('PUBLISH', CHANNEL, msg .. '\n' .. hmac(ST.sk, msg))
   end
   return r

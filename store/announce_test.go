@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakwater-go/breakwater/breaker/backend"
+	"github.com/breakwater-go/breakwater/internal/redistest"
 	"github.com/breakwater-go/breakwater/store"
 )
 
@@ -150,5 +154,73 @@ func TestRedisAnnouncementsAreVerified(t *testing.T) {
 	}
 	if a := next(t, ch); a.verified == nil || a.verified.By != "mallory" {
 		t.Errorf("signed with the key: %+v, want it verified", a)
+	}
+}
+
+// TestAnnouncementTellsTheReplysState: a verified announcement carries the
+// state of the script's reply exactly, on Redis and miniredis alike, for
+// text Lua's string.format would cut (an instance with a NUL byte), names
+// with spaces and '%', counts at their largest and a forced open's wait
+// of -1.
+func TestAnnouncementTellsTheReplysState(t *testing.T) {
+	cases := []struct{ name, instance string }{
+		{"a b %d %s 100%", "i%d"},
+		{"plain", "op\x00x"},
+	}
+	servers := map[string]func(t *testing.T) *redis.Client{
+		"redis": func(t *testing.T) *redis.Client { return redistest.Start(t).Client(t) },
+		"miniredis": func(t *testing.T) *redis.Client {
+			return redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+		},
+	}
+	for server, client := range servers {
+		for _, largest := range []bool{false, true} {
+			for _, c := range cases {
+				t.Run(fmt.Sprintf("%s/%q/%q/largest=%v", server, c.name, c.instance, largest), func(t *testing.T) {
+					announcedAsReplied(t, client(t), c.name, c.instance, largest)
+				})
+			}
+		}
+	}
+}
+
+func announcedAsReplied(t *testing.T, c *redis.Client, name, instance string, largest bool) {
+	ctx := context.Background()
+	opts := store.Options{Prefix: "as-replied", Timeout: 10 * time.Second}
+	st, err := store.New(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	watcher, err := store.New(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watcher.Close() })
+	ch := watch(t, watcher, name)
+	req := backend.Request{Name: name, Instance: instance, Policy: fleetPolicy(time.Minute, time.Minute), Full: true}
+	if _, err := watcher.Read(ctx, req); err != nil { // the watcher learns the key
+		t.Fatal(err)
+	}
+	if largest {
+		for _, f := range []string{"tok", "tko", "tslow", "tstale", "trips"} {
+			if err := c.HSet(ctx, st.Keys(name)[0], f, "9007199254740991").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	req.Command = backend.CommandOpen
+	rep, err := st.Force(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := next(t, ch)
+	if a.verified == nil {
+		t.Fatalf("announcement %+v not verified (reply %+v)", a, rep)
+	}
+	v := *a.verified
+	if v.By != rep.By || v.Wait != rep.Wait || v.Counts != rep.Counts || v.Generation != rep.Generation ||
+		v.State != rep.State || v.From != rep.From || v.Reason != rep.Reason || !v.ServerTime.Equal(rep.ServerTime) {
+		t.Fatalf("announced %+v\nreplied   %+v", v, rep)
 	}
 }
