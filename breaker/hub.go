@@ -472,11 +472,12 @@ func (b *Breaker) settleCalled(int64) {
 		b.settleNow, b.settleAt = true, due
 	}
 	b.mu.Unlock()
-	switch {
-	case !held:
-	case due.Equal(now):
+	if !held {
+		return
+	}
+	if due.Equal(now) {
 		b.hub.schedule(b, true, false)
-	default:
+	} else {
 		b.hub.scheduleAt(b, due)
 	}
 }

@@ -297,11 +297,11 @@ func (b *Breaker) nextFlush(now time.Time) *flush {
 	default:
 		c := b.cell.Load()
 		batch := c.take(false)
-		look := b.lookDue(now)
-		timed := batch.Failures == 0 && batch.Len() > 0 && batch.Len() < uint64(b.s.MaxBatch) &&
-			!b.settleNow && !b.catchUp && len(b.waiters) == 0 && !look
+		// asked: something wants a report now, whatever the batch holds
+		asked := b.catchUp || len(b.waiters) > 0 || b.lookDue(now)
+		timed := !asked && !b.settleNow && batch.Failures == 0 && batch.Len() > 0 && batch.Len() < uint64(b.s.MaxBatch)
 		b.settleNow = false // (what the store asked for goes now)
-		if batch.Len() == 0 && !b.catchUp && len(b.waiters) == 0 && !look {
+		if batch.Len() == 0 && !asked {
 			return nil
 		}
 		f = &flush{gen: c.gen, batch: batch, timed: timed}
@@ -501,7 +501,7 @@ func (l *lateBy) usual(now time.Time) time.Duration {
 		return 0
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
-	return max(0, xs[(len(xs)-1)*9/10])
+	return xs[(len(xs)-1)*9/10]
 }
 
 // recent returns the largest excess of the last lateMemory.

@@ -441,7 +441,7 @@ func parseBudgetReply(res interface{}) (budgetReply, error) {
 	if !ok || len(a) != 5 {
 		return budgetReply{}, fmt.Errorf("%w: got %T of %d fields, want an array of 5", ErrProtocol, res, lenOf(res))
 	}
-	p := parser{a: a, n: len(a)}
+	p := parser{a: a}
 	rep := budgetReply{
 		granted:  int64(p.uint(0)),
 		requests: int64(p.uint(1)),

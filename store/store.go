@@ -372,7 +372,7 @@ func parseReply(res interface{}) (backend.Reply, error) {
 	if !ok || len(a) < replyLen {
 		return backend.Reply{}, fmt.Errorf("%w: got %T of %d fields, want an array of %d", ErrProtocol, res, lenOf(res), replyLen)
 	}
-	return parseFields(&parser{a: a, n: len(a)})
+	return parseFields(&parser{a: a})
 }
 
 // parseFields reads a script's reply from p's fields (see parseReply).
@@ -404,13 +404,14 @@ func parseFields(p *parser) (backend.Reply, error) {
 	c.Trips = p.uint(22)
 	c.PreviousFailures = p.uint(23)
 	r.ServerTime = time.UnixMilli(p.int(24))
-	if p.n > replyLen {
+	n := p.len()
+	if n > replyLen {
 		r.ServerTime = time.UnixMicro(p.int(25))
 	}
-	if p.n > replyLen+2 {
+	if n > replyLen+2 {
 		r.LastSeq = p.int(replyLen + 2) // a duplicate's (record.lua)
 	}
-	if p.n > replyLen+3 {
+	if n > replyLen+3 {
 		r.Settling = p.int(replyLen+3) == 1 // record.lua asked the instances to report
 	}
 	if p.err != nil {
@@ -435,13 +436,20 @@ func lenOf(v interface{}) int {
 	return 0
 }
 
-// parser reads n fields: a reply's (a), or an announcement's, which are
+// parser reads the fields of a reply (a), or of an announcement, which are
 // text (s, when a is nil).
 type parser struct {
 	a   []interface{}
 	s   []string
-	n   int
 	err error
+}
+
+// len returns how many fields there are.
+func (p *parser) len() int {
+	if p.a == nil {
+		return len(p.s)
+	}
+	return len(p.a)
 }
 
 // field returns field i.
@@ -471,21 +479,19 @@ func (p *parser) str(i int) string {
 }
 
 func (p *parser) int(i int) int64 {
+	var text string
 	if p.a == nil {
-		if n, err := strconv.ParseInt(p.s[i], 10, 64); err == nil {
-			return n
+		text = p.s[i]
+	} else {
+		switch v := p.a[i].(type) {
+		case int64:
+			return v
+		case string: // some proxies turn integers into strings
+			text = v
 		}
-		p.fail(i, "an integer")
-		return 0
 	}
-	switch v := p.a[i].(type) {
-	case int64:
-		return v
-	case string: // some proxies turn integers into strings
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err == nil {
-			return n
-		}
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return n
 	}
 	p.fail(i, "an integer")
 	return 0

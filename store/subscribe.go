@@ -191,18 +191,17 @@ func parseSettle(payload string) (gen int64, name string, ok bool) {
 // settle calls the WatchSettle functions of name when payload's HMAC
 // verifies with the key the store last learnt for the breaker.
 func (s *Store) settle(name string, gen int64, payload string) {
-	fns := listed(s, s.settlers, name)
 	s.mu.Lock()
 	key := s.announceKeys[name]
 	s.mu.Unlock()
-	if key == "" || len(fns) == 0 {
+	if key == "" {
 		return
 	}
 	head, mac, ok := strings.Cut(payload, "\n")
 	if !ok || !s.signed(key, mac, head) {
 		return
 	}
-	for _, fn := range fns {
+	for _, fn := range listed(s, s.settlers, name) {
 		fn(gen)
 	}
 }
@@ -280,7 +279,7 @@ func (s *Store) verify(name string, gen int64, payload string) *backend.Reply {
 			return nil // too few fields, or too many
 		}
 	}
-	rep, err := parseFields(&parser{s: a[:], n: len(a)})
+	rep, err := parseFields(&parser{s: a[:]})
 	if err != nil || rep.Generation != gen {
 		return nil
 	}
