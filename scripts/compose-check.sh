@@ -59,12 +59,17 @@ for f in deploy/service/service deploy/downstream/downstream deploy/redis/rootfs
 done
 
 # free_port prints a port of 127.0.0.1 that nothing listens on, not among
-# the ports already chosen.
+# the ports already chosen, and below the kernel's ephemeral range: a port
+# in it may be taken by an outgoing connection before compose binds it.
 chosen=" "
+port_lo=10000 port_hi=32767
+if read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph_lo - 1 - port_lo >= 1000)); then
+	port_hi=$((eph_lo - 1))
+fi
 free_port() {
 	local p
 	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((port_lo + RANDOM % (port_hi - port_lo + 1)))
 		[[ $chosen == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			chosen+="$p "
